@@ -1,0 +1,1 @@
+"""The workflow JSON Schema and example workflows, shipped as package data."""

@@ -1,0 +1,320 @@
+"""The piece contract: what a plugin declares and what it receives when it runs. Main entry: `Piece`.
+
+A *piece* is one unit of work a workflow node can name (`"piece": "http.request"`). It is a class
+with metadata (key, version, display name, category, the secrets it needs) and two pydantic models:
+`Input`, whose JSON Schema the validator and the API publish and check node inputs against, and
+`Output`, which documents (and, when `run` returns a model, shapes) what the node produces.
+
+Trigger pieces (`manual`, `schedule`, `webhook`, ...) describe how runs *start*; they subclass
+`TriggerPiece` and carry a `Config` model for the trigger entry's own fields.
+
+Example:
+    ```python
+    class Greet(Piece["Greet.Input", "Greet.Output"]):
+        key = "demo.greet"
+        version = "1.0.0"
+        display_name = "Greet"
+        description = "Say hello."
+
+        class Input(BaseModel):
+            name: str
+
+        class Output(BaseModel):
+            greeting: str
+
+        async def run(self, context: PieceContext, input: Input) -> Output:
+            context.logger.info("greeting %s", input.name)
+            return self.Output(greeting=f"hello {input.name}")
+    ```
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from pieces.settings import PieceSettings
+
+InputT = TypeVar("InputT", bound=BaseModel)
+OutputT = TypeVar("OutputT")
+
+KEY_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+"""Action piece keys are `namespace.name` (e.g. `core.delay`, `http.request`)."""
+
+TRIGGER_KEY_PATTERN = r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$"
+"""Trigger piece keys are a bare word (`schedule`) or a dotted name for third parties."""
+
+
+class PieceKind(StrEnum):
+    """Whether a piece is run by a node (action) or starts runs (trigger)."""
+
+    ACTION = "action"
+    TRIGGER = "trigger"
+
+
+@dataclass(frozen=True)
+class SecretRequirement:
+    """A tenant secret a piece reads through `PieceContext.secret`.
+
+    Attributes:
+        name: the secret's name as stored for the tenant (e.g. `ai_orchestrator_token`).
+        description: what the secret is for, shown by `altlas-flows pieces show`.
+        optional: the piece works without it (e.g. an unauthenticated local service).
+    """
+
+    name: str
+    description: str
+    optional: bool = False
+
+
+class StrictModel(BaseModel):
+    """Base for piece input models: unknown fields are errors, so typos are caught at validation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PieceError(Exception):
+    """A failure a piece reports on purpose; becomes the node's `error`.
+
+    Args:
+        message: what went wrong, for people.
+        error_type: a short stable name for the kind of failure (`HttpStatusError`, `Timeout`, ...);
+            defaults to the class name. Error edges and `on_error: continue` expose it as `error.type`.
+        retryable: whether another attempt could succeed. `False` skips the node's remaining retries
+            (e.g. a refused URL, invalid code), `True` lets the node's retry policy apply.
+        retry_after_seconds: the earliest useful retry (e.g. from an HTTP `Retry-After` header); the
+            engine waits at least this long, capped by the node's `max_delay_seconds`.
+        details: JSON-serialisable extra facts (status code, response excerpt, ...).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str | None = None,
+        retryable: bool = True,
+        retry_after_seconds: float | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type or type(self).__name__
+        self.retryable = retryable
+        self.retry_after_seconds = retry_after_seconds
+        self.details = details or {}
+
+
+class SecretNotFoundError(PieceError):
+    """A secret a node asked for is not defined for the tenant (or in the environment)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"secret {name!r} is not defined; add it to the tenant's secrets "
+            f"(or, for ad-hoc runs, pass secrets={{{name!r}: ...}} or set ALTLAS_SECRET_{name.upper()})",
+            error_type="SecretNotFound",
+            retryable=False,
+        )
+        self.name = name
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a piece (and a template, as `run`) knows about the run it belongs to.
+
+    Times are ISO 8601 strings (UTC), as templates see them: `run.scheduled_at[:10]` is the date.
+    """
+
+    id: str
+    workflow_id: str
+    version: str
+    tenant: str
+    started_at: str
+    scheduled_at: str | None = None
+
+    def as_scope(self) -> dict[str, Any]:
+        """The `run` name in templates."""
+        return {
+            "id": self.id,
+            "workflow_id": self.workflow_id,
+            "version": self.version,
+            "tenant": self.tenant,
+            "started_at": self.started_at,
+            "scheduled_at": self.scheduled_at,
+        }
+
+
+class EngineServices(Protocol):
+    """What control-flow pieces (`core.map`, `core.subworkflow`, `core.approval`) ask of the engine.
+
+    Ordinary pieces never need this; it exists so that these pieces stay pieces (registered,
+    documented, validated like any other) while the engine keeps ownership of runs and tasks.
+    """
+
+    async def run_piece_for_item(
+        self, *, piece: str, raw_input: dict[str, Any], names: dict[str, Any], label: str
+    ) -> Any:
+        """Render `raw_input` with extra template `names` (e.g. `item`, `index`) and run `piece`."""
+        ...
+
+    async def run_subgraph(
+        self, *, graph: dict[str, Any], names: dict[str, Any], label: str
+    ) -> Any:
+        """Run a `{nodes, edges, output}` sub-graph with extra template `names`; return its output."""
+        ...
+
+    async def run_child_workflow(
+        self, *, workflow_id: str, version: str | None, parameters: dict[str, Any]
+    ) -> Any:
+        """Run another workflow of the same tenant as a Prefect subflow; return its `output`."""
+        ...
+
+    async def wait_for_approval(
+        self, *, message: str, input_schema: dict[str, Any] | None, timeout_seconds: float
+    ) -> Any:
+        """Pause the run until someone resumes it with input; return what they sent."""
+        ...
+
+
+class PieceContext(Protocol):
+    """What a running piece receives besides its input. Implemented by the engine.
+
+    Cancellation: when the run is cancelled or times out the engine cancels the piece's coroutine
+    (`asyncio.CancelledError`); a piece that holds resources (processes, sockets) must release them
+    in `finally`. Long loops may also poll `cancel_requested`.
+    """
+
+    @property
+    def node_id(self) -> str:
+        """The id of the node running this piece (inside `core.map`, `map_node[index]`)."""
+        ...
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first try, 2 for the first retry, ..."""
+        ...
+
+    @property
+    def run(self) -> RunInfo:
+        """The run this piece belongs to."""
+        ...
+
+    @property
+    def logger(self) -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+        """Writes to the Prefect run's log, with secrets shown as `***`."""
+        ...
+
+    @property
+    def settings(self) -> PieceSettings:
+        """Process-wide `ALTLAS_*` settings that pieces consult (allow-lists, service URLs)."""
+        ...
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once the run has been asked to stop."""
+        ...
+
+    @property
+    def engine(self) -> EngineServices:
+        """Engine hooks for control-flow pieces."""
+        ...
+
+    async def secret(self, name: str) -> str:
+        """The tenant secret `name`; raises `SecretNotFoundError`. The value is redacted in logs."""
+        ...
+
+    def render(self, value: Any, **names: Any) -> Any:
+        """Evaluate templates in `value` with the node's scope plus `names`."""
+        ...
+
+
+class PieceMeta:
+    """Metadata shared by action and trigger pieces; read by the registry and the catalogue."""
+
+    key: ClassVar[str]
+    version: ClassVar[str] = "1.0.0"
+    display_name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    category: ClassVar[str] = "general"
+    kind: ClassVar[PieceKind]
+    secrets: ClassVar[tuple[SecretRequirement, ...]] = ()
+
+    @classmethod
+    def title(cls) -> str:
+        """The display name, or the key when none was given."""
+        return cls.display_name or cls.key
+
+
+class Piece(PieceMeta, ABC, Generic[InputT, OutputT]):
+    """An action piece: what a node runs.
+
+    Subclasses set `key` and the nested `Input` (a pydantic model, usually a `StrictModel`) and
+    optionally `Output`, and implement `run`. One instance serves every node that names the piece,
+    so keep per-run state in locals, not on `self`.
+
+    Class attributes:
+        deferred_inputs: input fields whose templates the engine must *not* evaluate before `run`
+            (the piece evaluates them itself with `context.render`, e.g. `core.map` renders its
+            inner `input` once per item with `item` and `index` in scope).
+    """
+
+    kind: ClassVar[PieceKind] = PieceKind.ACTION
+    Input: ClassVar[type[BaseModel]]
+    Output: ClassVar[type[Any] | None] = None
+    deferred_inputs: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def input_schema(cls) -> dict[str, Any]:
+        """The JSON Schema of `Input`: what the validator checks node inputs against."""
+        return cls.Input.model_json_schema()
+
+    @classmethod
+    def output_schema(cls) -> dict[str, Any] | None:
+        """The JSON Schema of `Output`, when the piece declares one."""
+        output = cls.Output
+        if output is None:
+            return None
+        if isinstance(output, type) and issubclass(output, BaseModel):
+            return output.model_json_schema()
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(output).json_schema()
+
+    @abstractmethod
+    async def run(self, context: PieceContext, input: InputT) -> OutputT:
+        """Do the work and return a JSON-serialisable value (or a pydantic model)."""
+
+
+class TriggerPiece(PieceMeta):
+    """A trigger piece: how runs of a workflow start (`manual`, `schedule`, `webhook`, ...).
+
+    `Config` validates the trigger entry's own fields (everything except the common `id`, `type`,
+    `parameters`, `filter` and `dedupe_key`). Subclasses add the functions the API and the
+    deployment sync call (next fire times, request verification).
+    """
+
+    kind: ClassVar[PieceKind] = PieceKind.TRIGGER
+    Config: ClassVar[type[BaseModel]]
+
+    COMMON_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"id", "type", "parameters", "filter", "dedupe_key"}
+    )
+
+    @classmethod
+    def config_schema(cls) -> dict[str, Any]:
+        """The JSON Schema of `Config`."""
+        return cls.Config.model_json_schema()
+
+    @classmethod
+    def parse_config(cls, trigger: dict[str, Any]) -> BaseModel:
+        """Validate a trigger entry's own fields; raises `pydantic.ValidationError`."""
+        own = {k: v for k, v in trigger.items() if k not in cls.COMMON_FIELDS}
+        return cls.Config.model_validate(own)
+
+
+AnyPiece = type[Piece[Any, Any]] | type[TriggerPiece]

@@ -1,0 +1,91 @@
+"""Process-wide settings that pieces read: `PieceSettings`, loaded from `ALTLAS_*` variables.
+
+Every field can be set through the environment variable named after it, e.g.
+`ALTLAS_HTTP_ALLOW_PRIVATE=127.0.0.1/32,::1`. List fields take comma-separated values or JSON.
+`docs/configuration.md` lists them all.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_list(value: Any) -> Any:
+    """Accept `a,b,c` as well as a JSON list for list settings; an empty string is an empty list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
+OptionalCommaList = Annotated[list[str] | None, NoDecode, BeforeValidator(_split_list)]
+
+
+class PieceSettings(BaseSettings):
+    """Settings for the piece registry and the built-in pieces."""
+
+    model_config = SettingsConfigDict(env_prefix="ALTLAS_", extra="ignore")
+
+    # --- registry -------------------------------------------------------------------------------
+    pieces_allow: OptionalCommaList = Field(
+        default=None,
+        description=(
+            "Distributions whose `altlas.pieces` entry points may load, besides this engine's own "
+            "built-ins. Unset: every installed distribution. Empty: built-ins only."
+        ),
+    )
+
+    # --- http.request ---------------------------------------------------------------------------
+    http_allow_private: CommaList = Field(
+        default_factory=list,
+        description=(
+            "Networks (CIDR) or host names that `http.request` may reach although they are not "
+            "public (loopback, private, link-local, ...). Empty: only public addresses."
+        ),
+    )
+    http_max_response_bytes: int = Field(
+        default=10 * 1024 * 1024, gt=0, description="Largest response body `http.request` reads."
+    )
+    http_max_redirects: int = Field(
+        default=5, ge=0, le=20, description="Most redirects `http.request` follows."
+    )
+
+    # --- code.python ----------------------------------------------------------------------------
+    sandbox_allow_unsafe: bool = Field(
+        default=False,
+        description=(
+            "UNSAFE. Let `code.python` run user code when the kernel cannot isolate it "
+            "(namespaces, Landlock, seccomp). Never set this on a shared worker."
+        ),
+    )
+    sandbox_max_output_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Cap on the stdout `code.python` copies into logs."
+    )
+
+    # --- ALT_LAS services -----------------------------------------------------------------------
+    ai_orchestrator_url: str = Field(
+        default="http://127.0.0.1:8100",
+        description="Base URL of the ALT_LAS AI Orchestrator service.",
+    )
+    os_integration_url: str = Field(
+        default="http://127.0.0.1:8200",
+        description="Base URL of the ALT_LAS OS Integration service.",
+    )
+    service_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Default time-out of calls to ALT_LAS services."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_piece_settings() -> PieceSettings:
+    """The settings of this process, read once. Tests call `get_piece_settings.cache_clear()`."""
+    return PieceSettings()
