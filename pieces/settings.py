@@ -71,17 +71,33 @@ class PieceSettings(BaseSettings):
         default=1024 * 1024, gt=0, description="Cap on the stdout `code.python` copies into logs."
     )
 
-    # --- ALT_LAS services -----------------------------------------------------------------------
+    # --- ALT_LAS services (contract: docs/altlas-services.md) -------------------------------------
     ai_orchestrator_url: str = Field(
         default="http://127.0.0.1:8100",
-        description="Base URL of the ALT_LAS AI Orchestrator service.",
+        pattern=r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$",
+        description=(
+            "Base URL of the ALT_LAS AI Orchestrator service (http or https, optional base path, "
+            "no credentials: its token is the tenant secret `ai_orchestrator_token`)."
+        ),
     )
     os_integration_url: str = Field(
         default="http://127.0.0.1:8200",
-        description="Base URL of the ALT_LAS OS Integration service.",
+        pattern=r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$",
+        description=(
+            "Base URL of the ALT_LAS OS Integration service (http or https, optional base path, "
+            "no credentials: its token is the tenant secret `os_integration_token`)."
+        ),
     )
     service_timeout_seconds: float = Field(
-        default=60.0, gt=0, description="Default time-out of calls to ALT_LAS services."
+        default=60.0,
+        gt=0,
+        description="Longest one call to an ALT_LAS service may take, from connecting to the "
+        "last byte of the answer.",
+    )
+    service_max_response_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        gt=0,
+        description="Largest answer (decoded bytes) read from an ALT_LAS service.",
     )
 
 
