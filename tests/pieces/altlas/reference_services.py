@@ -64,7 +64,8 @@ class Fault:
         retry_after: a `Retry-After` header value, if any.
         body: raw bytes to answer instead of the documented error document.
         content_type: the `Content-Type` of `body`.
-        chunked: stream `body` without a `Content-Length`.
+        chunked: stream `body` without a `Content-Length`, in chunks of `chunk_bytes`.
+        chunk_delay_seconds: with `chunked`, wait this long before each chunk (a dripping answer).
         delay_seconds: wait this long before answering (a slow service).
     """
 
@@ -73,6 +74,8 @@ class Fault:
     body: bytes | None = None
     content_type: str = "application/json"
     chunked: bool = False
+    chunk_bytes: int = 65536
+    chunk_delay_seconds: float = 0.0
     delay_seconds: float = 0.0
 
     def response(self) -> Response:
@@ -81,11 +84,12 @@ class Fault:
             error = ContractError(self.status, "injected_fault", "fault injected by the test")
             return _json(*error.outcome(), headers=headers)
         if self.chunked:
-            data = self.body
+            data, size, pause = self.body, self.chunk_bytes, self.chunk_delay_seconds
 
             async def chunks() -> Any:
-                for start in range(0, len(data), 65536):
-                    yield data[start : start + 65536]
+                for start in range(0, len(data), size):
+                    await asyncio.sleep(pause)
+                    yield data[start : start + size]
 
             return StreamingResponse(
                 chunks(), self.status, headers=headers, media_type=self.content_type
