@@ -35,9 +35,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-AI_TOKENS = {"ai-token-acme": "acme", "ai-token-globex": "globex"}
+AI_TOKENS = {
+    "ai-token-acme": "acme",
+    "ai-token-globex": "globex",
+    "ai-token-default": "default",
+}
 """Bearer tokens the reference AI Orchestrator accepts, and the tenant each belongs to."""
-OS_TOKENS = {"os-token-acme": "acme", "os-token-globex": "globex"}
+OS_TOKENS = {
+    "os-token-acme": "acme",
+    "os-token-globex": "globex",
+    "os-token-default": "default",
+}
 """Bearer tokens the reference OS Integration service accepts, and the tenant each belongs to."""
 
 Outcome = tuple[int, dict[str, Any]]
