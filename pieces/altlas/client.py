@@ -133,7 +133,7 @@ async def call_service(
     }
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    where = f"{service.name} POST {path}"
+    where = _where(service, path)
     url = service.base_url(settings).rstrip("/") + path
     timeout = settings.service_timeout_seconds
     started = time.monotonic()
@@ -222,7 +222,7 @@ def _status_error(
 ) -> PieceError:
     status = response.status_code
     code, text = _error_fields(raw)
-    summary = f"{service.name} POST {path} answered {status}" + (f" ({code})" if code else "")
+    summary = f"{_where(service, path)} answered {status}" + (f" ({code})" if code else "")
     if text:
         summary += f": {text}"
     details = _details(service, path, status=status, code=code)
@@ -268,6 +268,11 @@ def _invalid(where: str, service: AltlasService, path: str, reason: str) -> Piec
         retryable=False,
         details=_details(service, path),
     )
+
+
+def _where(service: AltlasService, path: str) -> str:
+    """How messages and logs name a call: `AI Orchestrator POST /v1/tasks` (never host or token)."""
+    return f"{service.name} POST {path}"
 
 
 def _details(service: AltlasService, path: str, **extra: Any) -> dict[str, Any]:
