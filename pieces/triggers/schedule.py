@@ -1,0 +1,372 @@
+"""The `schedule` trigger: `ScheduleConfig`, `next_fire_times` and the Prefect schedule it becomes.
+
+A schedule trigger holds exactly one of `cron` (five fields or a macro such as `@daily`),
+`interval_seconds` or `rrule` (RFC 5545), an optional IANA `timezone` (default UTC) and `active`.
+The deployment sync turns it into a Prefect deployment schedule (`to_deployment_schedule`), and
+`next_fire_times` computes upcoming runs with the very code Prefect's scheduler service runs
+(`prefect.server.schemas.schedules`), so what the API shows is what Prefect will schedule,
+daylight-saving quirks included.
+
+Prefect is imported lazily: loading the piece registry must not cost `import prefect`.
+
+Example:
+    ```python
+    config = ScheduleConfig(cron="0 2 * * *", timezone="Europe/Istanbul")
+    next_fire_times(config, after=datetime(2026, 3, 28, tzinfo=UTC), count=2)
+    # [2026-03-28 02:00+03:00, 2026-03-29 02:00+03:00]
+    ```
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, ClassVar
+from zoneinfo import ZoneInfo, available_timezones
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from pieces.base import StrictModel, TriggerPiece
+from pieces.triggers._schema import not_null
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
+
+    PrefectSchedule = CronSchedule | IntervalSchedule | RRuleSchedule
+
+MAX_FIRE_TIMES = 1000
+"""Prefect's schedules look at most this many candidate dates per call."""
+
+INTERVAL_ANCHOR = datetime(2020, 1, 1)
+"""Intervals count from local midnight of 2020-01-01 in the schedule's time zone (Prefect's own
+anchor for rrules), so `interval_seconds: 3600` fires on the hour and re-syncing a deployment
+never shifts its runs."""
+
+CRON_MACROS = frozenset(
+    {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+)
+_MAX_RRULE_LENGTH = 6500  # Prefect refuses longer rrule strings
+_CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+_NOT_IANA = frozenset({"localtime", "Factory", "posixrules"})  # files in tzdata, not zones
+_DTSTART_TZID = re.compile(r"DTSTART;TZID=([^:;\s]+)", re.IGNORECASE)
+_DTSTART_UTC = re.compile(r"DTSTART:\d{8}T\d{6}Z", re.IGNORECASE)
+
+
+class ScheduleConfig(StrictModel):
+    """The `schedule` trigger's own fields: exactly one of `cron`, `interval_seconds`, `rrule`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["cron"]},
+                {"required": ["interval_seconds"]},
+                {"required": ["rrule"]},
+            ]
+        }
+    )
+
+    cron: str | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=not_null(),
+        description=(
+            "Five-field cron expression (minute hour day-of-month month day-of-week) or a macro "
+            "(@hourly, @daily, @weekly, @monthly, @yearly), read in `timezone`."
+        ),
+        examples=["0 2 * * *", "*/15 9-17 * * MON-FRI"],
+    )
+    interval_seconds: int | SkipJsonSchema[None] = Field(
+        default=None,
+        ge=1,
+        json_schema_extra=not_null(),
+        description=(
+            "Fire every this many seconds, counted from 2020-01-01 00:00 in `timezone` "
+            "(so 3600 fires on the hour, 86400 at local midnight)."
+        ),
+    )
+    rrule: str | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=not_null(),
+        max_length=_MAX_RRULE_LENGTH,
+        description=(
+            "RFC 5545 recurrence rule, e.g. FREQ=WEEKLY;BYDAY=MO;BYHOUR=9. Without DTSTART "
+            "it starts at 2020-01-01 00:00 in `timezone`; a DTSTART;TZID=... sets the zone."
+        ),
+        examples=["FREQ=WEEKLY;BYDAY=MO,WE,FR;BYHOUR=9;BYMINUTE=0"],
+    )
+    timezone: str | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=not_null(),
+        description="IANA time zone name the schedule is read in, e.g. Europe/Istanbul. "
+        "Default: UTC (or the rrule's DTSTART;TZID).",
+        examples=["Europe/Istanbul", "America/New_York"],
+    )
+    active: bool = Field(
+        default=True, description="Whether the schedule creates runs; false pauses it."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_timezone(value)
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        return None if value is None else check_cron(value)
+
+    @field_validator("rrule")
+    @classmethod
+    def _valid_rrule(cls, value: str | None) -> str | None:
+        return None if value is None else check_rrule(value)
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> ScheduleConfig:
+        given = [
+            name
+            for name in ("cron", "interval_seconds", "rrule")
+            if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            got = " and ".join(f"`{name}`" for name in given) if given else "none"
+            raise ValueError(
+                f"a schedule needs exactly one of `cron`, `interval_seconds` or `rrule`; got {got}"
+            )
+        if self.rrule is not None:
+            rrule_timezone(self.rrule, self.timezone)  # raises on a contradiction
+        _check_prefect_expands(self)
+        return self
+
+    @property
+    def effective_timezone(self) -> str:
+        """The IANA zone the schedule is read in: `timezone`, else the rrule's TZID, else UTC."""
+        if self.rrule is not None:
+            return rrule_timezone(self.rrule, self.timezone)
+        return self.timezone or "UTC"
+
+
+class ScheduleTrigger(TriggerPiece):
+    """Start runs on a cron, interval or rrule schedule (a schedule on the Prefect deployment)."""
+
+    key = "schedule"
+    display_name = "Schedule"
+    description = (
+        "Start runs on a schedule: exactly one of `cron` (with optional IANA `timezone`), "
+        "`interval_seconds` or `rrule`; `active: false` pauses it."
+    )
+    category = "trigger"
+    Config: ClassVar[type[ScheduleConfig]] = ScheduleConfig
+
+    @staticmethod
+    def next_fire_times(config: ScheduleConfig, after: datetime, count: int) -> list[datetime]:
+        """See `pieces.triggers.schedule.next_fire_times`."""
+        return next_fire_times(config, after, count)
+
+    @staticmethod
+    def to_deployment_schedule(
+        config: ScheduleConfig, *, slug: str | None = None
+    ) -> DeploymentScheduleCreate:
+        """See `pieces.triggers.schedule.to_deployment_schedule`."""
+        return to_deployment_schedule(config, slug=slug)
+
+
+def next_fire_times(config: ScheduleConfig, after: datetime, count: int) -> list[datetime]:
+    """The next `count` times the schedule fires strictly after `after`, as Prefect computes them.
+
+    Args:
+        config: a validated schedule trigger.
+        after: a timezone-aware moment; a fire time equal to it is not included.
+        count: how many times to return, 1 to 1000.
+
+    Returns:
+        Ascending, timezone-aware datetimes in the schedule's zone (`ZoneInfo`). Empty when the
+        schedule is not `active` (Prefect schedules nothing then) or has no later occurrence
+        (an rrule with COUNT or UNTIL).
+
+    Raises:
+        ValueError: `after` is naive or `count` is out of range.
+
+    Example:
+        ```python
+        next_fire_times(ScheduleConfig(interval_seconds=3600),
+                        datetime(2026, 1, 1, 10, 30, tzinfo=UTC), 2)
+        # [2026-01-01 11:00+00:00, 2026-01-01 12:00+00:00]
+        ```
+    """
+    if after.tzinfo is None or after.utcoffset() is None:
+        raise ValueError("`after` must be timezone-aware, e.g. datetime.now(UTC)")
+    if not 1 <= count <= MAX_FIRE_TIMES:
+        raise ValueError(f"count must be between 1 and {MAX_FIRE_TIMES}; got {count}")
+    if not config.active:
+        return []
+    zone = ZoneInfo(config.effective_timezone)
+    found: list[datetime] = []
+    # The scheduler service iterates this generator itself (prefect.server.models.deployments).
+    for moment in _server_schedule(config)._get_dates_generator(n=MAX_FIRE_TIMES, start=after):
+        if moment > after:
+            found.append(datetime.fromtimestamp(moment.timestamp(), zone))
+            if len(found) == count:
+                break
+    return sorted(found)
+
+
+def to_prefect_schedule(config: ScheduleConfig) -> PrefectSchedule:
+    """The Prefect client schedule object for a schedule trigger, time zone included.
+
+    Returns:
+        `CronSchedule(cron, timezone)`, `IntervalSchedule(interval, anchor_date, timezone)`
+        anchored at `INTERVAL_ANCHOR` in the zone, or `RRuleSchedule(rrule, timezone)`.
+    """
+    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
+
+    zone = config.effective_timezone
+    if config.cron is not None:
+        return CronSchedule(cron=config.cron, timezone=zone)
+    if config.interval_seconds is not None:
+        return IntervalSchedule(
+            interval=timedelta(seconds=config.interval_seconds),
+            anchor_date=INTERVAL_ANCHOR.replace(tzinfo=ZoneInfo(zone)),
+            timezone=zone,
+        )
+    assert config.rrule is not None  # the model guarantees exactly one kind
+    return RRuleSchedule(rrule=config.rrule, timezone=zone)
+
+
+def to_deployment_schedule(
+    config: ScheduleConfig, *, slug: str | None = None
+) -> DeploymentScheduleCreate:
+    """The schedule entry for `create_deployment(schedules=[...])`, with `active` carried over.
+
+    Args:
+        config: a validated schedule trigger.
+        slug: a stable name for the schedule on the deployment (e.g. the trigger's `id`).
+    """
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+
+    return DeploymentScheduleCreate(
+        schedule=to_prefect_schedule(config), active=config.active, slug=slug
+    )
+
+
+def check_timezone(name: str) -> str:
+    """Return `name` if it is an IANA time zone; else raise `ValueError` suggesting close names."""
+    zones = _iana_zones()
+    if name in zones:
+        return name
+    by_case = {zone.lower(): zone for zone in zones}
+    close = [by_case[name.lower()]] if name.lower() in by_case else []
+    close = close or difflib.get_close_matches(name, sorted(zones), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else " (e.g. Europe/Istanbul, UTC)"
+    raise ValueError(f"unknown time zone {name!r}: give an IANA name{hint}")
+
+
+def check_cron(expression: str) -> str:
+    """Return `expression`, stripped, if Prefect accepts it; else raise `ValueError` saying why."""
+    from prefect._internal.schemas.validators import validate_cron_string
+
+    text = expression.strip()
+    fields = text.split()
+    usage = (
+        "expected five fields: minute hour day-of-month month day-of-week (e.g. '0 2 * * *'), "
+        "or one of " + ", ".join(sorted(CRON_MACROS))
+    )
+    if text.startswith("@"):
+        if text.lower() not in CRON_MACROS:
+            raise ValueError(f"invalid cron expression {expression!r}: unknown macro; {usage}")
+    elif len(fields) != 5:
+        raise ValueError(
+            f"invalid cron expression {expression!r}: {len(fields)} fields; {usage} "
+            "(seconds and years are not supported)"
+        )
+    elif any(field.upper() in {"H", "R"} or field == "?" for field in fields):
+        raise ValueError(f"invalid cron expression {expression!r}: H, R and ? are not supported")
+    try:
+        validate_cron_string(text)
+    except ValueError:
+        raise ValueError(
+            f"invalid cron expression {expression!r}: {_bad_cron_field(fields)}; {usage}"
+        ) from None
+    return text
+
+
+def _bad_cron_field(fields: list[str]) -> str:
+    """Name the first field Prefect refuses on its own, for the error message."""
+    from prefect._internal.schemas.validators import validate_cron_string
+
+    for index, name in enumerate(_CRON_FIELDS):
+        probe = ["*"] * 5
+        probe[index] = fields[index]
+        try:
+            validate_cron_string(" ".join(probe))
+        except ValueError:
+            return f"the {name} field {fields[index]!r} is out of range or not understood"
+    return "the fields are not understood together"
+
+
+def check_rrule(rule: str) -> str:
+    """Return `rule` if it parses as an RFC 5545 recurrence; else raise `ValueError` saying why."""
+    from prefect._internal.schemas.validators import validate_rrule_string
+
+    if not rule.strip():
+        raise ValueError("invalid rrule: it is empty; e.g. FREQ=DAILY;BYHOUR=9")
+    try:
+        validate_rrule_string(rule)
+    except ValueError as exc:
+        reason = str(exc).removeprefix(f'Invalid RRule string "{rule}": ')
+        raise ValueError(
+            f"invalid rrule {rule!r}: {reason}; e.g. FREQ=WEEKLY;BYDAY=MO;BYHOUR=9"
+        ) from None
+    return rule
+
+
+def rrule_timezone(rule: str, timezone: str | None) -> str:
+    """The zone an rrule is read in, refusing a `timezone` that contradicts its DTSTART.
+
+    Prefect keeps a DTSTART's wall-clock digits and relabels them with the schedule's zone, so a
+    DTSTART;TZID=Europe/Paris with `timezone: America/New_York` would silently fire in New York.
+    """
+    tzid = _DTSTART_TZID.search(rule)
+    own = tzid.group(1) if tzid else "UTC" if _DTSTART_UTC.search(rule) else None
+    if own is None:
+        return timezone or "UTC"
+    check_timezone(own)
+    if timezone is not None and timezone != own:
+        raise ValueError(
+            f"the rrule's DTSTART is in {own} but `timezone` is {timezone}; "
+            "give the zone in one place only"
+        )
+    return own
+
+
+def _check_prefect_expands(config: ScheduleConfig) -> None:
+    """Refuse a schedule that parses but that Prefect's scheduler service could not expand."""
+    try:
+        next(_server_schedule(config)._get_dates_generator(n=1, start=datetime.now(UTC)), None)
+    except (ValueError, TypeError) as exc:
+        if config.cron is not None:  # croniter: "failed to find next date"
+            raise ValueError(
+                f"invalid cron expression {config.cron!r}: it matches no date"
+            ) from None
+        raise ValueError(
+            f"invalid rrule {config.rrule!r}: {exc} (write UNTIL, RDATE and EXDATE in the "
+            "same form as DTSTART: local time without Z, or all in UTC with Z)"
+        ) from None
+
+
+def _server_schedule(config: ScheduleConfig) -> Any:
+    """The schedule as Prefect's server holds it: the client object normalised, then re-read."""
+    from prefect.server.schemas import schedules
+
+    stored = to_deployment_schedule(config).schedule  # applies Prefect's rrule normalisation
+    model = getattr(schedules, type(stored).__name__)
+    return model.model_validate(stored.model_dump(mode="json"))
+
+
+@lru_cache(maxsize=1)
+def _iana_zones() -> frozenset[str]:
+    return frozenset(available_timezones() - _NOT_IANA)
