@@ -150,31 +150,6 @@ class ScheduleConfig(StrictModel):
         return self.timezone or "UTC"
 
 
-class ScheduleTrigger(TriggerPiece):
-    """Start runs on a cron, interval or rrule schedule (a schedule on the Prefect deployment)."""
-
-    key = "schedule"
-    display_name = "Schedule"
-    description = (
-        "Start runs on a schedule: exactly one of `cron` (with optional IANA `timezone`), "
-        "`interval_seconds` or `rrule`; `active: false` pauses it."
-    )
-    category = "trigger"
-    Config: ClassVar[type[ScheduleConfig]] = ScheduleConfig
-
-    @staticmethod
-    def next_fire_times(config: ScheduleConfig, after: datetime, count: int) -> list[datetime]:
-        """See `pieces.triggers.schedule.next_fire_times`."""
-        return next_fire_times(config, after, count)
-
-    @staticmethod
-    def to_deployment_schedule(
-        config: ScheduleConfig, *, slug: str | None = None
-    ) -> DeploymentScheduleCreate:
-        """See `pieces.triggers.schedule.to_deployment_schedule`."""
-        return to_deployment_schedule(config, slug=slug)
-
-
 def next_fire_times(config: ScheduleConfig, after: datetime, count: int) -> list[datetime]:
     """The next `count` times the schedule fires strictly after `after`, as Prefect computes them.
 
@@ -251,6 +226,24 @@ def to_deployment_schedule(
     return DeploymentScheduleCreate(
         schedule=to_prefect_schedule(config), active=config.active, slug=slug
     )
+
+
+class ScheduleTrigger(TriggerPiece):
+    """Start runs on a cron, interval or rrule schedule (a schedule on the Prefect deployment)."""
+
+    key = "schedule"
+    display_name = "Schedule"
+    description = (
+        "Start runs on a schedule: exactly one of `cron` (with optional IANA `timezone`), "
+        "`interval_seconds` or `rrule`; `active: false` pauses it."
+    )
+    category = "trigger"
+    Config: ClassVar[type[ScheduleConfig]] = ScheduleConfig
+
+    # What the API and the deployment sync call, reachable from the registered class too.
+    next_fire_times = staticmethod(next_fire_times)
+    to_prefect_schedule = staticmethod(to_prefect_schedule)
+    to_deployment_schedule = staticmethod(to_deployment_schedule)
 
 
 def check_timezone(name: str) -> str:
