@@ -1,1 +1,33 @@
-"""interpreter"""
+"""ALT_LAS workflow interpreter: validate JSON workflow definitions and run them as Prefect flows.
+
+Main entries: `validate` (all problems at once, with JSON Pointers) and `run_workflow` (one
+ad-hoc run, waited for). Deployments and the API use `interpreter.flow.workflow_flow` directly.
+
+Example:
+    ```python
+    from interpreter import validate, run_workflow
+
+    problems = validate("definitions/examples/chain.json")
+    result = run_workflow("definitions/examples/chain.json", {"name": "Ada"})
+    ```
+"""
+
+from interpreter.settings import apply_prefect_defaults
+
+apply_prefect_defaults()  # before anything imports Prefect
+
+from interpreter.problems import DefinitionError, ParameterError, Problem  # noqa: E402
+from interpreter.results import NodeResult, RunResult  # noqa: E402
+from interpreter.runner import arun_workflow, run_workflow  # noqa: E402
+from interpreter.validation import validate  # noqa: E402
+
+__all__ = [
+    "DefinitionError",
+    "NodeResult",
+    "ParameterError",
+    "Problem",
+    "RunResult",
+    "arun_workflow",
+    "run_workflow",
+    "validate",
+]

@@ -1,4 +1,4 @@
-"""The piece contract: what a plugin declares and what it receives when it runs. Main entry: `Piece`.
+"""The piece contract: what a plugin declares and what it gets when it runs. Main entry: `Piece`.
 
 A *piece* is one unit of work a workflow node can name (`"piece": "http.request"`). It is a class
 with metadata (key, version, display name, category, the secrets it needs) and two pydantic models:
@@ -84,8 +84,9 @@ class PieceError(Exception):
 
     Args:
         message: what went wrong, for people.
-        error_type: a short stable name for the kind of failure (`HttpStatusError`, `Timeout`, ...);
-            defaults to the class name. Error edges and `on_error: continue` expose it as `error.type`.
+        error_type: a short stable name for the kind of failure (`HttpStatusError`, `Timeout`,
+            ...); defaults to the class name. Error edges and `on_error: continue` show it as
+            `error.type`.
         retryable: whether another attempt could succeed. `False` skips the node's remaining retries
             (e.g. a refused URL, invalid code), `True` lets the node's retry policy apply.
         retry_after_seconds: the earliest useful retry (e.g. from an HTTP `Retry-After` header); the
@@ -116,7 +117,8 @@ class SecretNotFoundError(PieceError):
     def __init__(self, name: str) -> None:
         super().__init__(
             f"secret {name!r} is not defined; add it to the tenant's secrets "
-            f"(or, for ad-hoc runs, pass secrets={{{name!r}: ...}} or set ALTLAS_SECRET_{name.upper()})",
+            f"(or, for ad-hoc runs, pass secrets={{{name!r}: ...}} "
+            f"or set ALTLAS_SECRET_{name.upper()})",
             error_type="SecretNotFound",
             retryable=False,
         )
@@ -165,7 +167,7 @@ class EngineServices(Protocol):
     async def run_subgraph(
         self, *, graph: dict[str, Any], names: dict[str, Any], label: str
     ) -> Any:
-        """Run a `{nodes, edges, output}` sub-graph with extra template `names`; return its output."""
+        """Run a `{nodes, edges, output}` sub-graph with extra template `names`; return output."""
         ...
 
     async def run_child_workflow(

@@ -40,14 +40,14 @@ class UnknownPieceError(LookupError):
 
 @dataclass(frozen=True)
 class LoadProblem:
-    """An entry point that could not be loaded or was refused; shown by `altlas-flows pieces list`."""
+    """An entry point not loaded (broken or refused); shown by `altlas-flows pieces list`."""
 
     entry_point: str
     distribution: str
     reason: str
 
 
-@dataclass
+@dataclass(eq=False)
 class PieceRegistry:
     """Pieces by key, split into actions and triggers, with where each came from."""
 
@@ -130,9 +130,11 @@ class PieceRegistry:
 
     def _load(self, ep: EntryPoint, allow: Collection[str] | None) -> None:
         dist = ep.dist.name if ep.dist is not None else "(unknown distribution)"
-        allowed = dist == BUILTIN_DISTRIBUTION or allow is None or _normalise(dist) in {
-            _normalise(name) for name in allow
-        }
+        allowed = (
+            dist == BUILTIN_DISTRIBUTION
+            or allow is None
+            or _normalise(dist) in {_normalise(name) for name in allow}
+        )
         if not allowed:
             self._problem(ep, dist, "distribution not in ALTLAS_PIECES_ALLOW")
             return

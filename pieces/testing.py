@@ -57,7 +57,7 @@ class StandaloneContext:
 
     @property
     def engine(self) -> EngineServices:
-        return _NoEngine()  # type: ignore[return-value]
+        return _NoEngine()
 
     async def secret(self, name: str) -> str:
         try:

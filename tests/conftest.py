@@ -7,7 +7,6 @@ installed on the machine are ignored unless a test allows them).
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Iterator
 
@@ -19,15 +18,9 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run every `async def` test on asyncio through anyio's plugin, without per-test markers."""
-    for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
-            item.add_marker(pytest.mark.anyio)
-
-
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
+    """Every `async def` test runs on asyncio (anyio's plugin, `anyio_mode = "auto"`)."""
     return "asyncio"
 
 

@@ -44,12 +44,6 @@ class RunningService:
         return next(token for token, owner in self.tokens.items() if owner == tenant)
 
 
-@pytest.fixture(autouse=True)
-def _on_asyncio(anyio_backend: str) -> None:
-    """Name `anyio_backend` up front: anyio's plugin otherwise rebuilds async test items that got
-    their `anyio` marker late (tests/conftest.py) and drops their `parametrize` arguments."""
-
-
 @pytest.fixture(scope="session")
 def _ai_running() -> Iterator[RunningService]:
     state = ServiceState(tokens=AI_TOKENS)

@@ -1,0 +1,117 @@
+"""Human approval: pause the flow run until someone resumes it with input.
+
+Main entry: `wait_for_approval`.
+
+This is Prefect's own pause-with-input protocol, so a paused run is resumed the standard way —
+the Prefect UI's "Resume" form (built from the input schema), `prefect flow-run resume`, or
+`prefect.flow_runs.resume_flow_run(flow_run_id, run_input={...})` from any process — and
+Prefect's server validates the input against the node's `input_schema` before accepting it.
+
+We drive the protocol ourselves rather than through `pause_flow_run(wait_for_input=Model)` because
+the node's schema is plain JSON Schema (no pydantic model to derive it from), the wait must end
+when the run is cancelled, and a time-out must leave the flow run `Running` again so the error
+edge can proceed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import uuid
+from typing import Any
+
+from prefect import State, get_client, get_run_logger
+from prefect.context import FlowRunContext
+from prefect.input.run_input import keyset_from_paused_state
+from prefect.states import Paused, Running
+from prefect.utilities.engine import propose_state
+
+from pieces.base import PieceError
+
+DEFAULT_INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Approval",
+    "properties": {
+        "approved": {"type": "boolean", "title": "Approved", "default": True},
+        "comment": {"type": "string", "title": "Comment", "default": ""},
+    },
+    "required": ["approved"],
+}
+"""What an approver sends when the node gives no `input_schema`."""
+
+POLL_SECONDS = 1.0
+
+
+async def wait_for_approval(
+    *,
+    node_id: str,
+    message: str,
+    input_schema: dict[str, Any] | None,
+    timeout_seconds: float,
+    one_at_a_time: asyncio.Lock,
+) -> Any:
+    """Pause the current flow run and return the input it is resumed with.
+
+    Approvals in parallel branches of one run are taken one after the other (`one_at_a_time` is
+    the run's lock): a flow run has one pause at a time.
+
+    Raises:
+        PieceError: `ApprovalTimeout` when nobody resumes the run within `timeout_seconds`.
+    """
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        raise PieceError("core.approval needs a flow run", error_type="ApprovalUnavailable")
+    async with one_at_a_time:
+        return await _pause(context.flow_run.id, node_id, message, input_schema, timeout_seconds)
+
+
+async def _pause(
+    flow_run_id: uuid.UUID,
+    node_id: str,
+    message: str,
+    input_schema: dict[str, Any] | None,
+    timeout_seconds: float,
+) -> Any:
+    logger = get_run_logger()
+    paused: State[Any] = Paused(
+        timeout_seconds=math.ceil(timeout_seconds),
+        reschedule=False,
+        pause_key=f"{node_id}-{uuid.uuid4().hex[:8]}",
+    )
+    keyset = keyset_from_paused_state(paused)
+    paused.state_details.run_input_keyset = {str(k): v for k, v in keyset.items()}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_seconds
+    async with get_client() as client:
+        state = await propose_state(client=client, state=paused, flow_run_id=flow_run_id)
+        if not state.is_paused():
+            raise PieceError(
+                f"the flow run could not be paused (it is {state.type.value})",
+                error_type="ApprovalUnavailable",
+            )
+        schema = input_schema or DEFAULT_INPUT_SCHEMA
+        await client.create_flow_run_input(flow_run_id, keyset["schema"], json.dumps(schema))
+        await client.create_flow_run_input(flow_run_id, keyset["description"], message)
+        logger.info(
+            "node %r waits for approval: %s (resume flow run %s with input, within %gs)",
+            node_id,
+            message,
+            flow_run_id,
+            timeout_seconds,
+        )
+        while True:
+            flow_run = await client.read_flow_run(flow_run_id)
+            if flow_run.state is not None and flow_run.state.is_running():
+                response = await client.read_flow_run_input(flow_run_id, keyset["response"])
+                logger.info("node %r was approved", node_id)
+                return json.loads(response)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                await propose_state(client=client, state=Running(), flow_run_id=flow_run_id)
+                raise PieceError(
+                    f"nobody resumed the run within timeout_seconds={timeout_seconds:g}",
+                    error_type="ApprovalTimeout",
+                    retryable=False,
+                )
+            await asyncio.sleep(min(POLL_SECONDS, remaining))

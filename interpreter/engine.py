@@ -1,0 +1,560 @@
+"""The engine's runtime: runs a `Plan` as Prefect task runs, one per node. Main entry: `Execution`.
+
+How a run proceeds:
+- `Execution` holds what the whole run shares: the workflow, parameters, trigger, secrets and
+  their redactor, the piece registry, and the cancellation event.
+- `PlanRun` schedules one graph (the workflow body, or one item of a `core.map` sub-graph). It keeps
+  a counter of undecided incoming edges per node; when a node finishes it decides the node's
+  outgoing edges, and a target whose edges are all decided either starts (join rule satisfied) or
+  is skipped, and the skip flows on. Only started nodes have an asyncio task, so a 1,000-node
+  graph costs a dict of small records, not a thread or a coroutine per waiting node.
+- Each node runs as a Prefect task run named after the node, with Prefect's retries mapped from
+  the node's retry policy. One attempt renders the input templates, validates them against the
+  piece's input model, and runs the piece under the attempt's time-out while watching the run's
+  cancellation event; the piece is cancelled cooperatively so the task run ends `Cancelled`,
+  not `Crashed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from prefect import State, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import Cancelled, Completed
+from prefect.tasks import Task
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from interpreter import templates
+from interpreter.model import Node, Plan, Workflow
+from interpreter.results import NodeResult, NodeStatus
+from interpreter.secrets import Redactor, SecretProvider
+from interpreter.settings import get_engine_settings
+from pieces.base import PieceError, RunInfo, SecretNotFoundError
+from pieces.registry import PieceRegistry
+
+CANCEL_GRACE_SECONDS = 0.5
+"""On cancellation, how long a piece may take to notice and return before it is cancelled hard."""
+
+
+class RunCancelledError(Exception):
+    """Raised inside a node attempt when the run is cancelled or timed out."""
+
+
+class NodeFailure(Exception):
+    """What a failed attempt raises to Prefect: type and message only, secrets redacted."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(f"{error['type']}: {error['message']}")
+        self.error = error
+
+
+LiveStatus = Literal["pending", "running", "completed", "failed", "skipped", "cancelled"]
+_FINAL_STATUS: dict[LiveStatus, NodeStatus] = {
+    "pending": "cancelled",  # the run ended before the node could start
+    "running": "cancelled",
+    "completed": "completed",
+    "failed": "failed",
+    "skipped": "skipped",
+    "cancelled": "cancelled",
+}
+
+
+@dataclass
+class NodeRecord:
+    """The live state of one node in one run (internal; `NodeResult` is the public view)."""
+
+    id: str
+    label: str
+    status: LiveStatus = "pending"
+    output: Any = None
+    error: dict[str, Any] | None = None
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    retryable: bool = True
+    taken: dict[int, bool] = field(default_factory=dict)
+
+    def view(self) -> dict[str, Any]:
+        """What templates see as `nodes.<id>`."""
+        return {"output": self.output, "status": self.status, "error": self.error}
+
+    def result(self, redactor: Redactor) -> NodeResult:
+        status: NodeStatus = _FINAL_STATUS[self.status]
+        return NodeResult(
+            id=self.id,
+            status=status,
+            output=redactor.value(self.output),
+            error=redactor.value(self.error),
+            attempts=self.attempts,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+        )
+
+
+class SecretScope(Mapping[str, str]):
+    """`secrets` in templates: resolved values; an unknown name fails the node that uses it."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self._values = values
+
+    def __getitem__(self, name: str) -> str:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise SecretNotFoundError(name) from None
+
+    def __iter__(self) -> Any:
+        return iter(())  # never enumerate secrets into a template's output
+
+    def __len__(self) -> int:
+        return 0
+
+
+@dataclass
+class Execution:
+    """Everything one run shares across its nodes."""
+
+    workflow: Workflow
+    parameters: dict[str, Any]
+    trigger: dict[str, Any]
+    run: RunInfo
+    registry: PieceRegistry
+    secrets: SecretProvider
+    redactor: Redactor
+    services: Any  # interpreter.context.RunServices; typed loosely to avoid an import cycle
+    secret_values: dict[str, str] = field(default_factory=dict)
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_reason: str = ""
+    approval_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self.run_scope = self.run.as_scope()
+        self.secret_scope = SecretScope(self.secret_values)
+        self.settings = get_engine_settings()
+        self._subplans: dict[int, tuple[dict[str, Any], Plan]] = {}
+
+    async def resolve_secrets(self) -> None:
+        """Look up every secret the definition names literally (`secrets.NAME`), once per run."""
+        names: set[str] = set()
+        for source in _template_sources(self.workflow.document):
+            if templates.syntax_error(source) is None:
+                names |= templates.references(source).secrets
+        for name in sorted(names):
+            with contextlib.suppress(SecretNotFoundError):  # fails the node that uses it
+                await self.secret(name)
+
+    async def secret(self, name: str) -> str:
+        """A secret's value (cached for the run, and hidden from then on)."""
+        if name not in self.secret_values:
+            value = await self.secrets.get(name)
+            if value is None:
+                raise SecretNotFoundError(name)
+            self.secret_values[name] = value
+            self.redactor.add(value)
+        return self.secret_values[name]
+
+    def cancel(self, reason: str) -> None:
+        """Ask every running node to stop, and no new node to start."""
+        if not self.cancelled.is_set():
+            self.cancel_reason = reason
+            self.cancelled.set()
+
+    async def guarded(self, work: Awaitable[Any], limit: float | None, what: str) -> Any:
+        """Await `work` for at most `limit` seconds, stopping it if the run is cancelled.
+
+        Raises:
+            RunCancelledError: the run was cancelled (or timed out) meanwhile.
+            PieceError: `Timeout` when `limit` seconds passed first.
+        """
+        piece_task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self.cancelled.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {piece_task, stop}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
+            )
+            if piece_task in done:
+                return piece_task.result()
+            if stop in done:
+                # Give a cooperative piece (e.g. core.map) a moment to wind down by itself.
+                await asyncio.wait({piece_task}, timeout=CANCEL_GRACE_SECONDS)
+                await _cancel(piece_task)
+                raise RunCancelledError(self.cancel_reason)
+            await _cancel(piece_task)
+            raise PieceError(
+                f"{what} took longer than timeout_seconds={limit:g}", error_type="Timeout"
+            )
+        finally:
+            stop.cancel()
+            if not piece_task.done():
+                await _cancel(piece_task)
+
+    def subplan(self, raw: dict[str, Any]) -> Plan:
+        """The parsed form of a `core.map` sub-graph, parsed once per run."""
+        key = id(raw)
+        found = self._subplans.get(key)
+        if found is None or found[0] is not raw:
+            found = self._subplans[key] = (raw, self.workflow.subplan(raw))
+        return found[1]
+
+    def base_scope(self) -> dict[str, Any]:
+        return {
+            "params": self.parameters,
+            "trigger": self.trigger,
+            "secrets": self.secret_scope,
+            "run": self.run_scope,
+        }
+
+
+class PlanRun:
+    """Schedules the nodes of one `Plan` until each is completed, failed, skipped or cancelled."""
+
+    def __init__(
+        self,
+        execution: Execution,
+        plan: Plan,
+        *,
+        names: Mapping[str, Any] | None = None,
+        label_prefix: str = "",
+    ) -> None:
+        self.execution = execution
+        self.plan = plan
+        self.names = dict(names or {})
+        self.label_prefix = label_prefix
+        self.records = {
+            node_id: NodeRecord(node_id, f"{label_prefix}{node_id}") for node_id in plan.nodes
+        }
+        self.nodes_view: dict[str, dict[str, Any]] = {}
+        self._undecided = {node_id: len(edges) for node_id, edges in plan.incoming.items()}
+        self._taken = dict.fromkeys(plan.nodes, 0)
+        self._errors_in: dict[str, dict[str, Any]] = {}
+        self._open = len(plan.nodes)
+        self._all_decided = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._task_options: dict[str, Task[Any, Any]] = {}
+
+    # --- scheduling --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the plan to the end; returns early only when the run is cancelled."""
+        if not self.plan.nodes:
+            return
+        for node_id in self.plan.graph.entries:
+            self._start(node_id)
+        cancelled = asyncio.ensure_future(self.execution.cancelled.wait())
+        try:
+            await asyncio.wait(
+                [asyncio.ensure_future(self._all_decided.wait()), cancelled],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            cancelled.cancel()
+            # Every started node (and every "Skipped" marker) finishes before the plan returns:
+            # nothing is left pending for Prefect to cancel behind our back.
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _start(self, node_id: str) -> None:
+        if self.execution.cancelled.is_set():
+            self._settle(node_id)
+            return
+        self._spawn(self._execute(node_id))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        future = asyncio.ensure_future(work)
+        self._tasks.add(future)
+        future.add_done_callback(self._tasks.discard)
+
+    def _settle(self, node_id: str) -> None:
+        """One more node has its final status."""
+        self.nodes_view[node_id] = self.records[node_id].view()
+        self._open -= 1
+        if self._open == 0:
+            self._all_decided.set()
+
+    async def _execute(self, node_id: str) -> None:
+        node = self.plan.nodes[node_id]
+        record = self.records[node_id]
+        state = await self._task_for(node)(self, node_id, return_state=True)
+        if record.status == "running":  # the task ended without our attempt code recording it
+            record.status = "cancelled" if state.is_cancelled() else "failed"
+            record.error = record.error or self.error_record(
+                node, RuntimeError(state.message or "task ended unexpectedly")
+            )
+        record.finished_at = record.finished_at or datetime.now(UTC)
+        if record.status == "failed" and node.on_error == "continue":
+            record.status = "completed"
+            record.output = {"error": record.error}
+            record.taken = self._decide_quietly(node, record.output)
+        self._settle(node_id)
+        self._propagate(node, record)
+
+    def _propagate(self, node: Node, record: NodeRecord) -> None:
+        for edge in self.plan.outgoing[node.id]:
+            taken = record.taken.get(edge.index, False)
+            if edge.on == "error":
+                taken = record.status == "failed"
+                if taken and record.error is not None:
+                    self._errors_in.setdefault(edge.target, record.error)
+            if taken:
+                self._taken[edge.target] += 1
+            self._undecided[edge.target] -= 1
+            if self._undecided[edge.target] == 0:
+                self._ready(self.plan.nodes[edge.target])
+
+    def _ready(self, node: Node) -> None:
+        incoming = len(self.plan.incoming[node.id])
+        taken = self._taken[node.id]
+        runs = taken == incoming if node.join == "all" else taken > 0
+        if runs:
+            self._start(node.id)
+            return
+        record = self.records[node.id]
+        record.status = "skipped"
+        self._settle(node.id)
+        if not self.execution.cancelled.is_set():
+            reason = (
+                "join 'all': not every incoming edge was taken"
+                if node.join == "all" and taken
+                else "no incoming edge was taken"
+            )
+            self._spawn(_mark_skipped(record.label, reason))
+        self._propagate(node, record)
+
+    # --- edges -------------------------------------------------------------------------------
+
+    def decide_success_edges(self, node: Node, output: Any) -> dict[int, bool]:
+        """Evaluate the `when` of each success edge leaving `node`; raises on a bad template."""
+        decisions: dict[int, bool] = {}
+        scope: dict[str, Any] | None = None
+        for edge in self.plan.outgoing[node.id]:
+            if edge.on == "error":
+                continue
+            if edge.when is None:
+                decisions[edge.index] = True
+                continue
+            if scope is None:
+                scope = {**self.scope_for(node), "output": output}
+            decisions[edge.index] = templates.truthy(templates.render_string(edge.when, scope))
+        return decisions
+
+    def _decide_quietly(self, node: Node, output: Any) -> dict[int, bool]:
+        try:
+            return self.decide_success_edges(node, output)
+        except PieceError as exc:
+            get_run_logger().error(
+                "node %r: an edge condition failed, so its success edges are not taken: %s",
+                node.id,
+                exc.message,
+            )
+            return {}
+
+    # --- scope and errors --------------------------------------------------------------------
+
+    def scope_for(self, node: Node) -> dict[str, Any]:
+        """The names a template of `node` may use."""
+        scope = self.execution.base_scope()
+        scope["nodes"] = self.nodes_view
+        scope.update(self.names)
+        error = self._errors_in.get(node.id)
+        if error is not None:
+            scope["error"] = error
+        return scope
+
+    def error_record(self, node: Node, exc: BaseException) -> dict[str, Any]:
+        """`{"node", "type", "message", "attempts"}`, secrets hidden."""
+        record = self.records[node.id]
+        if isinstance(exc, PieceError):
+            kind, message = exc.error_type, exc.message
+        elif isinstance(exc, NodeFailure):
+            return exc.error
+        else:
+            kind, message = type(exc).__name__, str(exc) or type(exc).__name__
+        return {
+            "node": record.label,
+            "type": kind,
+            "message": self.execution.redactor.text(message),
+            "attempts": record.attempts,
+        }
+
+    # --- Prefect tasks -----------------------------------------------------------------------
+
+    def _task_for(self, node: Node) -> Task[Any, Any]:
+        found = self._task_options.get(node.id)
+        if found is None:
+            record = self.records[node.id]
+            execution = self.execution
+
+            def retry_condition(task: Task[Any, Any], task_run: TaskRun, state: State) -> bool:
+                return record.retryable and not execution.cancelled.is_set()
+
+            found = attempt_node.with_options(
+                name=record.label,
+                task_run_name=record.label,
+                retries=node.retry.max_attempts - 1,
+                retry_delay_seconds=node.retry.delays() or 0,
+                retry_condition_fn=retry_condition,
+            )
+            self._task_options[node.id] = found
+        return found
+
+    async def run_attempt(self, node_id: str) -> State | None:
+        """One attempt of one node; the body of the `attempt_node` task."""
+        node = self.plan.nodes[node_id]
+        record = self.records[node_id]
+        record.attempts += 1
+        record.status = "running"
+        record.started_at = record.started_at or datetime.now(UTC)
+        try:
+            output, taken = await self._attempt(node, record)
+        except RunCancelledError:
+            record.status = "cancelled"
+            record.finished_at = datetime.now(UTC)
+            return Cancelled(message=self.execution.cancel_reason)
+        except Exception as exc:
+            record.error = self.error_record(node, exc)
+            record.retryable = bool(getattr(exc, "retryable", True))
+            last = record.attempts >= node.retry.max_attempts or not record.retryable
+            if last:
+                record.status = "failed"
+                record.finished_at = datetime.now(UTC)
+            else:
+                await self._honour_retry_after(node, record, exc)
+            raise NodeFailure(record.error) from None
+        record.output, record.taken = output, taken
+        record.error = None
+        record.status = "completed"
+        record.finished_at = datetime.now(UTC)
+        return None
+
+    async def _attempt(self, node: Node, record: NodeRecord) -> tuple[Any, dict[int, bool]]:
+        registry = self.execution.registry
+        piece = registry.instance(node.piece)
+        scope = self.scope_for(node)
+        raw = templates.render(node.input, scope, skip=piece.deferred_inputs)
+        try:
+            model = piece.Input.model_validate(raw)
+        except PydanticValidationError as exc:
+            raise input_error(node.piece, exc) from None
+        from interpreter.context import NodeContext
+
+        context = NodeContext(plan_run=self, node=node, record=record, scope=scope)
+        work = piece.run(context, model)
+        output = to_json_value(
+            await self.execution.guarded(work, node.timeout_seconds, f"attempt {record.attempts}")
+        )
+        return output, self.decide_success_edges(node, output)
+
+    async def _honour_retry_after(self, node: Node, record: NodeRecord, exc: Exception) -> None:
+        """Wait longer than the retry policy says when the piece asked to (`Retry-After`)."""
+        wanted = getattr(exc, "retry_after_seconds", None)
+        if not wanted:
+            return
+        cap = node.retry.max_delay_seconds
+        wanted = min(wanted, cap) if cap is not None else wanted
+        extra = wanted - node.retry.delay_before(record.attempts)
+        if extra > 0:
+            get_run_logger().info("waiting %.1fs more before retrying, as the service asked", extra)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.execution.cancelled.wait(), timeout=extra)
+
+    def results(self) -> dict[str, NodeResult]:
+        """Every node's public result, redacted."""
+        return {n: r.result(self.execution.redactor) for n, r in self.records.items()}
+
+    def failed_nodes(self) -> list[NodeRecord]:
+        """Failed nodes that fail their graph: those with no error edge leaving them."""
+        return [
+            record
+            for node_id, record in self.records.items()
+            if record.status == "failed"
+            and not any(e.on == "error" for e in self.plan.outgoing[node_id])
+        ]
+
+    def output(self) -> Any:
+        """The plan's `output` template evaluated (raises `PieceError` on a template error)."""
+        if self.plan.output is None:
+            return None
+        scope = {**self.execution.base_scope(), "nodes": self.nodes_view, **self.names}
+        return templates.render(self.plan.output, scope)
+
+
+@task(cache_policy=NO_CACHE, persist_result=False, log_prints=False)
+async def attempt_node(plan_run: PlanRun, node_id: str) -> State | None:
+    """One attempt of one workflow node (the task run is named after the node)."""
+    return await plan_run.run_attempt(node_id)
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+async def skipped_node(reason: str) -> State:
+    """Marks a skipped node in the Prefect UI: a Completed state named "Skipped"."""
+    return Completed(name="Skipped", message=reason)
+
+
+async def _mark_skipped(label: str, reason: str) -> None:
+    marker: Any = skipped_node.with_options(name=label, task_run_name=label)
+    await marker(reason, return_state=True)
+
+
+async def _cancel(future: asyncio.Future[Any]) -> None:
+    future.cancel()
+    await asyncio.gather(future, return_exceptions=True)
+
+
+def input_error(piece: str, exc: PydanticValidationError) -> PieceError:
+    """The node error for an input that fails the piece's model once templates are evaluated."""
+    details = "; ".join(
+        f"{'/'.join(str(p) for p in err['loc']) or '(input)'}: {err['msg']}"
+        for err in exc.errors(include_url=False)
+    )
+    return PieceError(
+        f"input of piece {piece!r} is invalid after evaluating templates: {details}",
+        error_type="InvalidInput",
+        retryable=False,
+    )
+
+
+def to_json_value(value: Any) -> Any:
+    """A piece's return value as plain JSON data; raises `PieceError` if it is not JSON."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise PieceError(f"output {value} is not valid JSON", error_type="InvalidOutput")
+        return value
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise PieceError("output object keys must be strings", error_type="InvalidOutput")
+        return {k: to_json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json_value(v) for v in value]
+    raise PieceError(
+        f"output of type {type(value).__name__} is not JSON-serialisable",
+        error_type="InvalidOutput",
+        retryable=False,
+    )
+
+
+def _template_sources(value: Any) -> list[str]:
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if templates.is_template(item):
+                found.append(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found

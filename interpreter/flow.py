@@ -1,0 +1,340 @@
+"""The one generic Prefect flow that interprets any workflow. Main entry: `workflow_flow`.
+
+No code is generated per workflow: `workflow_flow` takes the definition, parameters and trigger
+event as flow parameters, validates them, and drives an `Execution` whose nodes become task runs.
+What Prefect shows:
+- the flow is named after the workflow's `id`, the flow run after its `name`; the flow run (not its
+  task runs) carries the tags `tenant:…`, `workflow:…`, `version:…`;
+- one task run per executed node, named by node id; skipped nodes appear as "Skipped";
+- one table artifact per run summarising every node (status, attempts, duration).
+The flow returns a state computed from the nodes' outcome, whose data is the `RunOutcome`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import State, flow, get_client, get_run_logger, tags
+from prefect.artifacts import acreate_table_artifact
+from prefect.client.schemas.objects import StateType
+from prefect.concurrency.asyncio import concurrency
+from prefect.context import FlowRunContext, TagsContext
+from prefect.flows import Flow
+from prefect.states import Cancelled, Completed, Failed
+
+from interpreter.context import current_services
+from interpreter.engine import Execution, PlanRun
+from interpreter.model import Workflow
+from interpreter.parameters import prepare_parameters
+from interpreter.problems import DefinitionError, ParameterError
+from interpreter.resolvers import definition_version
+from interpreter.results import NodeResult, RunResult, RunState
+from interpreter.secrets import Redactor, redacting
+from interpreter.settings import get_engine_settings
+from interpreter.validation import validate_document
+from pieces.base import PieceError, RunInfo
+
+MANUAL_TRIGGER_TYPE = "manual"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What the flow returns as its state's data: the public result and the raw output."""
+
+    result: RunResult
+    raw_output: Any
+
+
+def run_tags(*, tenant: str, workflow_id: str, version: str) -> list[str]:
+    """The tags of a workflow's flow runs (and deployments)."""
+    return [f"tenant:{tenant}", f"workflow:{workflow_id}", f"version:{version}"]
+
+
+def manual_trigger(payload: Any = None) -> dict[str, Any]:
+    """The `trigger` scope of a run started by hand or through the Python API."""
+    return {
+        "type": MANUAL_TRIGGER_TYPE,
+        "id": None,
+        "payload": payload if payload is not None else {},
+        "headers": {},
+        "received_at": datetime.now(UTC).isoformat(),
+    }
+
+
+@flow(name="altlas-workflow", persist_result=False, validate_parameters=False, log_prints=False)
+async def workflow_flow(
+    definition: dict[str, Any],
+    parameters: dict[str, Any] | None = None,
+    trigger: dict[str, Any] | None = None,
+    tenant: str = "default",
+    version: str | None = None,
+) -> State:
+    """Interpret one workflow definition as this flow run.
+
+    Args:
+        definition: the workflow document (validated again here: deployments call this directly).
+        parameters: the run's parameters, before defaults are applied.
+        trigger: the event that started the run (`{"type", "id", "payload", "headers",
+            "received_at"}`); a manual trigger when omitted.
+        tenant: whose run this is (secrets, sub-workflows, tags).
+        version: the definition's stored version; a content hash when omitted.
+    """
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        raise RuntimeError("workflow_flow must run as a Prefect flow")
+    flow_run = context.flow_run
+    started = datetime.now(UTC)
+    services = current_services()
+    version = version or definition_version(definition)
+    info = RunInfo(
+        id=str(flow_run.id),
+        workflow_id=str(definition.get("id", "")),
+        version=version,
+        tenant=tenant,
+        started_at=started.isoformat(),
+        scheduled_at=(flow_run.expected_start_time or started).isoformat(),
+    )
+
+    def refused(error_type: str, message: str) -> State:
+        get_run_logger().error("%s", message)
+        result = RunResult(
+            state="failed",
+            output=None,
+            flow_run_id=info.id,
+            workflow_id=info.workflow_id,
+            version=version,
+            tenant=tenant,
+            error={"type": error_type, "message": message},
+            started_at=started,
+            finished_at=datetime.now(UTC),
+        )
+        return Failed(message=message, data=RunOutcome(result, None))
+
+    problems = validate_document(definition, registry=services.registry)
+    if problems:
+        return refused("InvalidDefinition", str(DefinitionError(problems)))
+    workflow = Workflow.parse(definition)
+    try:
+        params = prepare_parameters(workflow.parameters_schema, parameters)
+    except ParameterError as exc:
+        return refused("InvalidParameters", str(exc))
+
+    redactor = Redactor()
+    execution = Execution(
+        workflow=workflow,
+        parameters=params,
+        trigger=trigger or manual_trigger(),
+        run=info,
+        registry=services.registry,
+        secrets=services.secrets,
+        redactor=redactor,
+        services=services,
+    )
+    # Tags belong to the flow run only: each tag on a task costs a concurrency look-up.
+    with redacting(redactor), TagsContext(current_tags=set()):
+        async with _concurrency_slot(workflow, tenant):
+            plan_run = PlanRun(execution, workflow.plan)
+            async with _deadline(execution), _cancellation_watch(execution, info.id):
+                await execution.resolve_secrets()
+                await plan_run.run()
+            outcome = _outcome(execution, plan_run, started)
+        if get_engine_settings().summary_artifact:
+            await _summary_artifact(outcome.result)
+    return _final_state(outcome)
+
+
+def _outcome(execution: Execution, plan_run: PlanRun, started: datetime) -> RunOutcome:
+    state: RunState = "completed"
+    error: dict[str, Any] | None = None
+    raw_output: Any = None
+    if execution.cancelled.is_set():
+        timed_out = execution.cancel_reason.startswith("timed out")
+        state = "timed_out" if timed_out else "cancelled"
+        error = {
+            "type": "Timeout" if timed_out else "Cancelled",
+            "message": execution.cancel_reason,
+        }
+    elif failed := plan_run.failed_nodes():
+        state = "failed"
+        first = failed[0].error or {}
+        names = ", ".join(repr(r.id) for r in failed)
+        message = f"node(s) {names} failed; first: {first.get('type')}: {first.get('message')}"
+        error = {"type": "NodeFailed", "message": message}
+    else:
+        try:
+            raw_output = plan_run.output()
+        except PieceError as exc:
+            state = "failed"
+            error = {"type": exc.error_type, "message": f"`output`: {exc.message}"}
+    redactor = execution.redactor
+    result = RunResult(
+        state=state,
+        output=redactor.value(raw_output),
+        flow_run_id=execution.run.id,
+        workflow_id=execution.workflow.id,
+        version=execution.run.version,
+        tenant=execution.run.tenant,
+        nodes=plan_run.results(),
+        error=redactor.value(error),
+        started_at=started,
+        finished_at=datetime.now(UTC),
+    )
+    return RunOutcome(result, raw_output)
+
+
+def _final_state(outcome: RunOutcome) -> State:
+    result = outcome.result
+    message = (result.error or {}).get("message")
+    if result.state == "completed":
+        return Completed(data=outcome)
+    if result.state == "cancelled":
+        return Cancelled(message=message, data=outcome)
+    if result.state == "timed_out":
+        return Failed(name="TimedOut", message=message, data=outcome)
+    return Failed(message=message, data=outcome)
+
+
+@contextlib.asynccontextmanager
+async def _deadline(execution: Execution) -> AsyncIterator[None]:
+    """Past the workflow's `timeout_seconds`, cancel every running node."""
+    limit = execution.workflow.timeout_seconds
+    if limit is None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    timer = loop.call_later(
+        limit, execution.cancel, f"timed out: the run exceeded timeout_seconds={limit:g}"
+    )
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+@contextlib.asynccontextmanager
+async def _cancellation_watch(execution: Execution, flow_run_id: str) -> AsyncIterator[None]:
+    """Stop the run when someone cancels its flow run in Prefect (UI, CLI or API).
+
+    Prefect does not interrupt an in-process run; it moves it to `Cancelling`. This polls the
+    flow run's state and cancels the nodes cooperatively.
+    """
+    interval = get_engine_settings().cancel_poll_seconds
+
+    async def watch() -> None:
+        async with get_client() as client:
+            while not execution.cancelled.is_set():
+                await asyncio.sleep(interval)
+                with contextlib.suppress(Exception):  # a missed poll is retried next time
+                    flow_run = await client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
+                    if flow_run.state and flow_run.state.type in (
+                        StateType.CANCELLING,
+                        StateType.CANCELLED,
+                    ):
+                        execution.cancel("cancelled: the flow run was cancelled in Prefect")
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def _concurrency_slot(workflow: Workflow, tenant: str) -> AsyncIterator[None]:
+    """Hold one of the workflow's `concurrency.limit` slots for the whole run (others wait)."""
+    if workflow.concurrency_limit is None:
+        yield
+        return
+    name = f"altlas:{tenant}:{workflow.id}"
+    async with get_client() as client:
+        await client.upsert_global_concurrency_limit_by_name(name, workflow.concurrency_limit)
+    get_run_logger().info("waiting for a slot of concurrency limit %r", name)
+    async with concurrency(name, occupy=1, strict=True):
+        yield
+
+
+async def _summary_artifact(result: RunResult) -> None:
+    rows = [_summary_row(node_id, node) for node_id, node in result.nodes.items()]
+    key = re.sub(r"[^a-z0-9-]+", "-", f"{result.tenant}-{result.workflow_id}-summary".lower())
+    with contextlib.suppress(Exception):  # a missing artifact must not fail a finished run
+        await acreate_table_artifact(
+            table=rows,
+            key=key[:200],
+            description=f"Nodes of workflow `{result.workflow_id}` (version {result.version}): "
+            f"run {result.state}.",
+        )
+
+
+def _summary_row(node_id: str, node: NodeResult) -> dict[str, Any]:
+    duration = node.duration_seconds
+    return {
+        "node": node_id,
+        "status": node.status,
+        "attempts": node.attempts,
+        "duration_s": round(duration, 3) if duration is not None else None,
+        "error": f"{node.error['type']}: {node.error['message']}"[:300] if node.error else "",
+    }
+
+
+def named_flow(workflow_id: str, name: str) -> Flow[..., Any]:
+    """`workflow_flow` named for one workflow (flow name = id, flow run name = `name`)."""
+    return workflow_flow.with_options(name=workflow_id, flow_run_name=name)
+
+
+async def call_flow(flow: Flow[..., Any], **parameters: Any) -> State:
+    """Run `flow` in this process (a subflow when inside a run) and return its final state."""
+    call: Any = flow
+    state: State = await call(**parameters, return_state=True)
+    return state
+
+
+async def run_child(
+    definition: dict[str, Any],
+    parameters: dict[str, Any],
+    *,
+    tenant: str,
+    version: str,
+    parent_run_id: str,
+) -> Any:
+    """Run another workflow as a Prefect subflow of the current run; return its raw output.
+
+    Raises:
+        PieceError: `SubworkflowFailed` when the child run does not complete.
+    """
+    workflow_id = str(definition.get("id", "workflow"))
+    child = named_flow(workflow_id, str(definition.get("name") or workflow_id))
+    trigger = {
+        **manual_trigger({"parent_run_id": parent_run_id}),
+        "type": "subworkflow",
+        "id": parent_run_id,
+    }
+    with tags(*run_tags(tenant=tenant, workflow_id=workflow_id, version=version)):
+        state = await call_flow(
+            child,
+            definition=definition,
+            parameters=parameters,
+            trigger=trigger,
+            tenant=tenant,
+            version=version,
+        )
+    outcome = await state.aresult(raise_on_failure=False) if state.data is not None else None
+    if not isinstance(outcome, RunOutcome):
+        raise PieceError(
+            f"sub-workflow {workflow_id!r} crashed: {state.message}", error_type="SubworkflowFailed"
+        )
+    if outcome.result.state != "completed":
+        error = outcome.result.error or {}
+        raise PieceError(
+            f"sub-workflow {workflow_id!r} {outcome.result.state}: {error.get('message')}",
+            error_type="SubworkflowFailed",
+            retryable=False,
+            details={"flow_run_id": outcome.result.flow_run_id},
+        )
+    return outcome.raw_output

@@ -1,0 +1,213 @@
+"""The typed model of a valid definition: `Workflow`, `Plan`, `Node`, `Edge`, `RetryPolicy`.
+
+`Workflow.parse` runs only on documents the validator accepted. It normalises shorthands into one
+canonical form (workflow `defaults` copied onto each node, omitted fields filled in), so the engine
+never looks at defaults again.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from interpreter.graph import Graph
+
+DEFAULT_RETRY_DELAY_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a node is retried. `max_attempts` counts every try, the first included."""
+
+    max_attempts: int = 1
+    delay_seconds: float = DEFAULT_RETRY_DELAY_SECONDS
+    backoff: Literal["fixed", "exponential"] = "fixed"
+    max_delay_seconds: float | None = None
+    jitter: float = 0.0
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any] | None) -> RetryPolicy:
+        """From a definition's `retry` object (already schema-valid)."""
+        if not raw:
+            return cls()
+        return cls(
+            max_attempts=int(raw.get("max_attempts", 1)),
+            delay_seconds=float(raw.get("delay_seconds", DEFAULT_RETRY_DELAY_SECONDS)),
+            backoff=raw.get("backoff", "fixed"),
+            max_delay_seconds=(
+                float(raw["max_delay_seconds"])
+                if raw.get("max_delay_seconds") is not None
+                else None
+            ),
+            jitter=float(raw.get("jitter", 0.0)),
+        )
+
+    def delay_before(self, retry_number: int) -> float:
+        """The nominal wait before retry `retry_number` (1 = the first retry), without jitter."""
+        delay = self.delay_seconds
+        if self.backoff == "exponential":
+            delay *= 2 ** (retry_number - 1)
+        if self.max_delay_seconds is not None:
+            delay = min(delay, self.max_delay_seconds)
+        return delay
+
+    def delays(self, rng: random.Random | None = None) -> list[float]:
+        """The wait before each retry, jitter applied: what Prefect's `retry_delay_seconds` gets."""
+        waits = []
+        for number in range(1, self.max_attempts):
+            delay = self.delay_before(number)
+            if self.jitter:
+                delay *= (rng or random).uniform(1 - self.jitter, 1 + self.jitter)
+                if self.max_delay_seconds is not None:
+                    delay = min(delay, self.max_delay_seconds)
+            waits.append(round(delay, 3))
+        return waits
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node: a piece to run, with its raw (template-bearing) input and its policies."""
+
+    id: str
+    piece: str
+    input: dict[str, Any]
+    retry: RetryPolicy
+    timeout_seconds: float | None
+    on_error: Literal["fail", "continue"]
+    join: Literal["any", "all"]
+    index: int
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A dependency: `target` may run after `source` succeeds (or fails, for error edges)."""
+
+    source: str
+    target: str
+    when: str | None
+    on: Literal["success", "error"]
+    index: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A graph of nodes and edges with an `output` template: a workflow body or a map sub-graph."""
+
+    nodes: dict[str, Node]
+    edges: tuple[Edge, ...]
+    output: Any
+    graph: Graph = field(compare=False)
+    outgoing: dict[str, tuple[Edge, ...]] = field(compare=False)
+    incoming: dict[str, tuple[Edge, ...]] = field(compare=False)
+
+    @classmethod
+    def parse(
+        cls,
+        raw: dict[str, Any],
+        *,
+        default_retry: RetryPolicy | None = None,
+        default_timeout: float | None = None,
+    ) -> Plan:
+        """From a schema-valid `{nodes, edges, output}` object, with workflow defaults applied."""
+        nodes: dict[str, Node] = {}
+        for index, item in enumerate(raw["nodes"]):
+            retry = RetryPolicy.parse(item["retry"]) if "retry" in item else default_retry
+            nodes[item["id"]] = Node(
+                id=item["id"],
+                piece=item["piece"],
+                input=item.get("input", {}),
+                retry=retry or RetryPolicy(),
+                timeout_seconds=item.get("timeout_seconds", default_timeout),
+                on_error=item.get("on_error", "fail"),
+                join=item.get("join", "any"),
+                index=index,
+            )
+        edges = tuple(
+            Edge(e["from"], e["to"], e.get("when"), e.get("on", "success"), index)
+            for index, e in enumerate(raw.get("edges", []))
+        )
+        outgoing: dict[str, list[Edge]] = {n: [] for n in nodes}
+        incoming: dict[str, list[Edge]] = {n: [] for n in nodes}
+        for edge in edges:
+            outgoing[edge.source].append(edge)
+            incoming[edge.target].append(edge)
+        return cls(
+            nodes=nodes,
+            edges=edges,
+            output=raw.get("output"),
+            graph=Graph(list(nodes), [(e.source, e.target) for e in edges]),
+            outgoing={n: tuple(v) for n, v in outgoing.items()},
+            incoming={n: tuple(v) for n, v in incoming.items()},
+        )
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One trigger entry; `fields` holds its type-specific fields (validated by its piece)."""
+
+    id: str
+    type: str
+    fields: dict[str, Any]
+    parameters: dict[str, Any]
+    filter: str | None
+    dedupe_key: str | None
+    index: int
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A whole, valid workflow definition."""
+
+    id: str
+    name: str
+    description: str
+    tags: tuple[str, ...]
+    parameters_schema: dict[str, Any] | None
+    triggers: tuple[Trigger, ...]
+    timeout_seconds: float | None
+    concurrency_limit: int | None
+    plan: Plan
+    default_retry: RetryPolicy | None
+    default_timeout: float | None
+    document: dict[str, Any] = field(compare=False, repr=False)
+
+    @classmethod
+    def parse(cls, document: dict[str, Any]) -> Workflow:
+        """From a document `interpreter.validate` accepted."""
+        defaults = document.get("defaults", {})
+        default_retry = RetryPolicy.parse(defaults["retry"]) if "retry" in defaults else None
+        default_timeout = defaults.get("timeout_seconds")
+        common = {"id", "type", "parameters", "filter", "dedupe_key"}
+        triggers = tuple(
+            Trigger(
+                id=t["id"],
+                type=t["type"],
+                fields={k: v for k, v in t.items() if k not in common},
+                parameters=t.get("parameters", {}),
+                filter=t.get("filter"),
+                dedupe_key=t.get("dedupe_key"),
+                index=index,
+            )
+            for index, t in enumerate(document.get("triggers", []))
+        )
+        return cls(
+            id=document["id"],
+            name=document.get("name") or document["id"],
+            description=document.get("description", ""),
+            tags=tuple(document.get("tags", [])),
+            parameters_schema=document.get("parameters"),
+            triggers=triggers,
+            timeout_seconds=document.get("timeout_seconds"),
+            concurrency_limit=document.get("concurrency", {}).get("limit"),
+            plan=Plan.parse(document, default_retry=default_retry, default_timeout=default_timeout),
+            default_retry=default_retry,
+            default_timeout=default_timeout,
+            document=document,
+        )
+
+    def subplan(self, raw: dict[str, Any]) -> Plan:
+        """A `core.map` sub-graph, with this workflow's defaults applied to its nodes."""
+        return Plan.parse(
+            raw, default_retry=self.default_retry, default_timeout=self.default_timeout
+        )

@@ -1,0 +1,193 @@
+"""The workflow JSON Schema, and translation of `jsonschema` errors into `Problem`s.
+
+Main entries: `workflow_schema()`, `schema_problems(validator, instance, base)`.
+
+The schema file `definitions/workflow.schema.json` is the single source of truth for the format's
+shape. Subschemas may carry an `x-message`: when such a subschema fails, that message replaces
+`jsonschema`'s generic one (like ajv-errors), so a user reads how to fix the field; `x-path`
+names the member the problem is reported at when the failing subschema is its parent's.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError, best_match
+
+from interpreter.problems import Problem, pointer
+
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'")
+
+
+@lru_cache(maxsize=1)
+def workflow_schema() -> dict[str, Any]:
+    """The workflow JSON Schema (Draft 2020-12), loaded from the `definitions` package data."""
+    text = resources.files("definitions").joinpath("workflow.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@lru_cache(maxsize=1)
+def workflow_validator() -> Draft202012Validator:
+    """A compiled validator for whole workflow documents."""
+    return Draft202012Validator(workflow_schema(), format_checker=FormatChecker())
+
+
+@lru_cache(maxsize=1)
+def graph_validator() -> Draft202012Validator:
+    """A compiled validator for sub-graphs (`{nodes, edges, output}`: `core.map`'s `workflow`)."""
+    schema = workflow_schema()
+    return Draft202012Validator(
+        {"$ref": "#/$defs/graph", "$defs": schema["$defs"]}, format_checker=FormatChecker()
+    )
+
+
+def validator_for_schema(schema: dict[str, Any]) -> Draft202012Validator:
+    """A Draft 2020-12 validator that also checks `format` (dates, e-mail, ...)."""
+    return Draft202012Validator(schema, format_checker=FormatChecker())
+
+
+def schema_problems(
+    validator: Draft202012Validator,
+    instance: Any,
+    base: Sequence[str | int] = (),
+    *,
+    ignore: Iterable[tuple[str | int, ...]] = (),
+) -> list[Problem]:
+    """Every schema violation in `instance` as problems, paths prefixed with `base`.
+
+    Args:
+        ignore: instance paths (relative to `instance`) at or below which errors are dropped:
+            values that are whole templates, checked at run time instead.
+    """
+    ignored = tuple(ignore)
+    problems: list[Problem] = []
+    root = validator.schema if isinstance(validator.schema, dict) else {}
+    for error in validator.iter_errors(instance):
+        for path, message in _translate(error, root):
+            if any(path[: len(prefix)] == prefix for prefix in ignored):
+                continue
+            problems.append(Problem(pointer(*base, *path), message))
+    return problems
+
+
+def _translate(
+    error: ValidationError, root: dict[str, Any]
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    path = tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    custom = schema.get("x-message")
+    if isinstance(schema.get("x-path"), str):
+        path = (*path, schema["x-path"])
+    if error.validator == "required":
+        missing = _quoted(error.message)[:1] or ["?"]
+        yield (*path, missing[0]), custom or f"`{missing[0]}` is required"
+        return
+    if error.validator in ("additionalProperties", "unevaluatedProperties"):
+        allowed = sorted(_allowed_properties(error, root))
+        for name in _quoted(error.message):
+            hint = difflib.get_close_matches(name, allowed, n=1)
+            suggestion = f"; did you mean `{hint[0]}`?" if hint else ""
+            listed = f" Allowed here: {', '.join(allowed)}." if allowed else ""
+            yield (*path, name), f"unknown field `{name}`{suggestion}{listed}"
+        return
+    if custom:
+        yield path, custom
+        return
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        yield from _translate(best_match(error.context), root)
+        return
+    yield path, _friendly(error, path)
+
+
+def _allowed_properties(error: ValidationError, root: dict[str, Any]) -> set[str]:
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    names = set(schema.get("properties", {}))
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        target = root.get("$defs", {}).get(ref.removeprefix("#/$defs/"), {})
+        names |= set(target.get("properties", {}))
+    return names
+
+
+def _quoted(message: str) -> list[str]:
+    return [m.replace("\\'", "'") for m in _QUOTED.findall(message)]
+
+
+def _field(path: tuple[str | int, ...]) -> str:
+    for part in reversed(path):
+        if isinstance(part, str):
+            return f"`{part}`"
+    return "this value"
+
+
+def _friendly(error: ValidationError, path: tuple[str | int, ...]) -> str:
+    name = _field(path)
+    value: Any = error.validator_value
+    got = _describe(error.instance)
+    match error.validator:
+        case "type":
+            expected = " or ".join(value) if isinstance(value, list) else value
+            return f"{name} must be {_article(str(expected))}, got {got}"
+        case "enum":
+            options = ", ".join(json.dumps(v) for v in value)
+            hint = ""
+            if isinstance(error.instance, str):
+                close = difflib.get_close_matches(
+                    error.instance, [v for v in value if isinstance(v, str)], n=1
+                )
+                hint = f"; did you mean {json.dumps(close[0])}?" if close else ""
+            return f"{name} must be one of {options}, got {got}{hint}"
+        case "const":
+            return f"{name} must be {json.dumps(value)}, got {got}"
+        case "minimum":
+            return f"{name} must be at least {value}, got {got}"
+        case "maximum":
+            return f"{name} must be at most {value}, got {got}"
+        case "exclusiveMinimum":
+            return f"{name} must be greater than {value}, got {got}"
+        case "exclusiveMaximum":
+            return f"{name} must be less than {value}, got {got}"
+        case "minLength":
+            return f"{name} must have at least {value} character(s)"
+        case "maxLength":
+            return f"{name} must have at most {value} characters"
+        case "minItems":
+            return f"{name} must have at least {value} item(s)"
+        case "maxItems":
+            return f"{name} must have at most {value} items"
+        case "uniqueItems":
+            return f"{name} must not repeat items"
+        case "pattern":
+            return f"{name} must match the pattern {value}, got {got}"
+        case "format":
+            return f"{name} must be a valid {value}, got {got}"
+        case _:
+            return f"{name}: {error.message}"
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    kind = {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+    return f"{kind} {text}"

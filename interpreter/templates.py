@@ -1,0 +1,283 @@
+"""Templates: sandboxed Jinja2 evaluation of `{{ ... }}` in definition values. Main entry: `render`.
+
+Rules (from the definition format):
+- a string that is exactly one `{{ expression }}` keeps the native type of its result (a list stays
+  a list); any other string containing template syntax renders to a string;
+- evaluation is sandboxed: no access to Python internals (underscored attributes, functions'
+  globals, ...), no imports, data structures are immutable, and output is bounded: a single
+  operation that would build a string or list longer than the configured limit is refused;
+- an undefined name or attribute is an error (`StrictUndefined`), not an empty string.
+
+Each distinct template source is parsed once per process (`compile_template` is cached), so a
+1,000-node workflow does not pay for parsing 1,000 times per run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
+from jinja2.exceptions import SecurityError, TemplateError
+from jinja2.runtime import Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from interpreter.settings import get_engine_settings
+from pieces.base import PieceError
+
+_MARKERS = ("{{", "{%", "{#")
+_WHOLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
+_PERCENT_WIDTH = re.compile(r"%[-+ #0]*(\d+)")
+_BRACE_WIDTH = re.compile(r"\{[^{}]*:[^{}]*?(\d{4,})[^{}]*\}")
+
+
+class TemplateEvaluationError(PieceError):
+    """A template failed at run time (undefined name, type error, refused operation)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_type="TemplateError", retryable=False)
+
+
+def is_template(value: Any) -> bool:
+    """Whether `value` is a string containing template syntax."""
+    return isinstance(value, str) and any(marker in value for marker in _MARKERS)
+
+
+def whole_expression(value: str) -> str | None:
+    """The expression of a string that is exactly one `{{ expression }}`, else None."""
+    match = _WHOLE.match(value)
+    if match is None:
+        return None
+    expr = match.group("expr")
+    if any(marker in expr for marker in ("{{", "}}", "{%", "%}")):
+        return None
+    return expr
+
+
+class _BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox, plus size checks on the operations that can multiply data."""
+
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def __init__(self, max_chars: int) -> None:
+        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        self.max_chars = max_chars
+        self.filters["fromjson"] = json.loads
+        self.filters["tojson"] = _tojson
+        for name in ("center", "indent", "wordwrap", "format", "replace", "join"):
+            self.filters[name] = self._bounded(self.filters[name])
+
+    def _check_size(self, size: int, what: str) -> None:
+        if size > self.max_chars:
+            raise SecurityError(
+                f"{what} would produce {size:,} items or characters; the limit is "
+                f"{self.max_chars:,} (ALTLAS_TEMPLATE_MAX_OUTPUT_CHARS)"
+            )
+
+    def _bounded(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            self._check_args(args, kwargs, getattr(func, "__name__", "filter"))
+            result = func(*args, **kwargs)
+            if isinstance(result, str | list | tuple):
+                self._check_size(len(result), getattr(func, "__name__", "filter"))
+            return result
+
+        guarded.__dict__.update(getattr(func, "__dict__", {}))  # keep jinja's pass_* markers
+        return guarded
+
+    def _check_args(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], what: str) -> None:
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, int) and not isinstance(value, bool):
+                self._check_size(abs(value), what)
+            elif isinstance(value, str):
+                for width in (*_PERCENT_WIDTH.findall(value), *_BRACE_WIDTH.findall(value)):
+                    self._check_size(int(width), what)
+        sized = [len(v) for v in args if isinstance(v, str | list | tuple)]
+        if what == "replace" and len(args) >= 3 and all(isinstance(a, str) for a in args[:3]):
+            text, old, new = args[0], args[1], args[2]
+            count = text.count(old) if old else len(text) + 1
+            self._check_size(len(text) + count * max(0, len(new) - len(old)), what)
+        elif what in ("join", "format") and sized:
+            self._check_size(sum(sized), what)
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "**":
+            if isinstance(right, int | float) and abs(right) > 1000:
+                raise SecurityError("exponent too large in template (limit 1000)")
+        elif operator_name == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int):
+                    self._check_size(len(seq) * times, "'*'")
+        elif operator_name == "%" and isinstance(left, str):
+            self._check_args((left,), {}, "'%'")
+        elif operator_name == "+" and _sized(left) and _sized(right):
+            self._check_size(len(left) + len(right), "'+'")
+        return super().call_binop(context, operator_name, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        name = getattr(__obj, "__name__", "call")
+        __self._check_args(args, kwargs, name)
+        if name in ("join", "replace", "format") and isinstance(
+            getattr(__obj, "__self__", None), str
+        ):
+            __self._check_args((__obj.__self__, *args), kwargs, name)
+        result = super().call(__context, __obj, *args, **kwargs)
+        if isinstance(result, str | list | tuple):
+            __self._check_size(len(result), name)
+        return result
+
+
+def _sized(value: Any) -> bool:
+    return isinstance(value, str | list | tuple)
+
+
+def _tojson(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, indent=indent, ensure_ascii=False, default=str)
+
+
+@lru_cache(maxsize=1)
+def _environment() -> _BoundedEnvironment:
+    return _BoundedEnvironment(get_engine_settings().template_max_output_chars)
+
+
+@dataclass(frozen=True)
+class CompiledTemplate:
+    """A parsed template: either one native-typed expression or a text template."""
+
+    source: str
+    evaluate: Callable[[Mapping[str, Any]], Any]
+
+
+@lru_cache(maxsize=65536)
+def compile_template(source: str) -> CompiledTemplate:
+    """Parse `source` once; raises `jinja2.TemplateSyntaxError` on bad syntax."""
+    env = _environment()
+    expr = whole_expression(source)
+    if expr is not None:
+        expression = env.compile_expression(expr, undefined_to_none=False)
+
+        def evaluate_expression(scope: Mapping[str, Any]) -> Any:
+            result = expression(**scope)
+            if isinstance(result, Undefined):
+                result._fail_with_undefined_error()
+            return result
+
+        return CompiledTemplate(source, evaluate_expression)
+    template = env.from_string(source)
+
+    def evaluate_text(scope: Mapping[str, Any]) -> Any:
+        text = template.render(scope)
+        env._check_size(len(text), "template output")
+        return text
+
+    return CompiledTemplate(source, evaluate_text)
+
+
+def render_string(source: str, scope: Mapping[str, Any]) -> Any:
+    """Evaluate one string; non-template strings come back unchanged."""
+    if not is_template(source):
+        return source
+    try:
+        return compile_template(source).evaluate(scope)
+    except PieceError:
+        raise
+    except UndefinedError as exc:
+        raise TemplateEvaluationError(f"{exc} in template {_excerpt(source)}") from None
+    except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
+        raise TemplateEvaluationError(
+            f"{type(exc).__name__}: {exc} in template {_excerpt(source)}"
+        ) from None
+
+
+def render(value: Any, scope: Mapping[str, Any], *, skip: frozenset[str] = frozenset()) -> Any:
+    """Evaluate every template inside a JSON value (dicts and lists are walked).
+
+    Args:
+        value: the JSON value (a node's `input`, a trigger's `parameters`, the `output`, ...).
+        scope: the names templates may use (`params`, `nodes`, `trigger`, ...).
+        skip: top-level keys of a dict `value` left as they are (a piece's deferred inputs).
+    """
+    if isinstance(value, str):
+        return render_string(value, scope)
+    if isinstance(value, dict):
+        return {key: item if key in skip else render(item, scope) for key, item in value.items()}
+    if isinstance(value, list):
+        return [render(item, scope) for item in value]
+    return value
+
+
+def truthy(value: Any) -> bool:
+    """How an edge's `when` result decides: Python truthiness, but the strings `"false"`,
+    `"False"`, `"0"`, `""` and `"none"` are false too (a mixed-text `when` renders to a string)."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "0", "none", "null")
+    return bool(value)
+
+
+def syntax_error(source: str) -> str | None:
+    """A message describing the syntax error in `source`, or None when it parses."""
+    try:
+        compile_template(source)
+    except TemplateSyntaxError as exc:
+        return f"template syntax error: {exc.message} (line {exc.lineno})"
+    return None
+
+
+@dataclass(frozen=True)
+class References:
+    """What a template refers to, found statically for the validator."""
+
+    names: frozenset[str]
+    """Top-level names used (`params`, `nodes`, ...), minus those the template defines itself."""
+    nodes: frozenset[str]
+    """Node ids used as `nodes.ID` or `nodes['ID']`."""
+    secrets: frozenset[str]
+    """Secret names used as `secrets.NAME` or `secrets['NAME']`."""
+    dynamic_nodes: bool
+    """`nodes` is also used in a way that cannot be checked statically (e.g. `nodes[var]`)."""
+
+
+@lru_cache(maxsize=65536)
+def references(source: str) -> References:
+    """The names a (syntactically valid) template refers to."""
+    env = _environment()
+    expr = whole_expression(source)
+    ast = env.parse("{{" + expr + "}}" if expr is not None else source)
+    used = frozenset(meta.find_undeclared_variables(ast))
+    static = {"nodes": set[str](), "secrets": set[str]()}
+    static_uses = {"nodes": 0, "secrets": 0}
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        if not isinstance(node, nodes.Getattr | nodes.Getitem):
+            continue
+        target = node.node
+        if isinstance(target, nodes.Name) and target.name in static:
+            key = _static_key(node)
+            if key is not None:
+                static[target.name].add(key)
+                static_uses[target.name] += 1
+    total_nodes_uses = sum(
+        1 for n in ast.find_all(nodes.Name) if n.name == "nodes" and n.ctx == "load"
+    )
+    return References(
+        names=used,
+        nodes=frozenset(static["nodes"]),
+        secrets=frozenset(static["secrets"]),
+        dynamic_nodes="nodes" in used and total_nodes_uses > static_uses["nodes"],
+    )
+
+
+def _static_key(node: nodes.Getattr | nodes.Getitem) -> str | None:
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
+
+
+def _excerpt(source: str, limit: int = 120) -> str:
+    text = source if len(source) <= limit else source[: limit - 1] + "…"
+    return repr(text)

@@ -1,0 +1,445 @@
+"""Validation of workflow definitions: schema, then semantics, all problems at once.
+
+Main entry: `validate`.
+
+Order of work: load (dict, JSON text or file) -> JSON Schema (`definitions/workflow.schema.json`)
+-> semantic checks the schema cannot express: duplicate ids, edges naming unknown nodes, cycles,
+unreachable nodes, unknown pieces and trigger types, piece inputs against each piece's own input
+schema, template syntax and the names templates use, the `parameters` schema itself, and each
+trigger's own configuration (time zones, cron syntax, ...). Semantic checks look only at the parts
+of the document that are well-formed, so one mistake does not hide the others.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from jsonschema import Draft202012Validator
+from pydantic import ValidationError as PydanticValidationError
+
+from interpreter import templates
+from interpreter.graph import Graph
+from interpreter.problems import Problem, pointer
+from interpreter.schema import (
+    graph_validator,
+    schema_problems,
+    validator_for_schema,
+    workflow_validator,
+)
+from pieces.registry import PieceRegistry, UnknownPieceError, default_registry
+
+Definition = dict[str, Any] | str | PathLike[str]
+"""What `validate` and `run_workflow` accept: a dict, JSON text, or a path to a JSON file."""
+
+Path_ = tuple[str | int, ...]
+
+BASE_NAMES = frozenset({"params", "trigger", "nodes", "secrets", "run"})
+MAP_NAMES = frozenset({"item", "index"})
+TRIGGER_NAMES = frozenset({"trigger", "run"})
+MAP_PIECE = "core.map"
+
+
+def load_definition(definition: Definition) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """Read a definition from a dict, JSON text or a file path; problems if it cannot be read."""
+    if isinstance(definition, dict):
+        return definition, []
+    if isinstance(definition, str) and definition.lstrip().startswith(("{", "[")):
+        text, origin = definition, "the definition"
+    else:
+        path = Path(definition)
+        try:
+            text, origin = path.read_text(encoding="utf-8"), str(path)
+        except OSError as exc:
+            return None, [Problem("", f"cannot read {path}: {exc.strerror or exc}")]
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, [
+            Problem(
+                "", f"{origin} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+            )
+        ]
+    if not isinstance(document, dict):
+        return None, [Problem("", "a workflow definition must be a JSON object")]
+    return document, []
+
+
+def validate(definition: Definition, *, registry: PieceRegistry | None = None) -> list[Problem]:
+    """Every problem in a workflow definition; an empty list means it is valid.
+
+    Args:
+        definition: a dict, JSON text, or a path to a JSON file.
+        registry: the pieces to check against (default: the pieces installed in this process).
+
+    Returns:
+        Problems sorted by their place in the document, each with a JSON Pointer (`path`) and a
+        message that says how to fix it.
+
+    Example:
+        ```python
+        for problem in validate("definitions/examples/chain.json"):
+            print(problem.path, problem.message)
+        ```
+    """
+    document, problems = load_definition(definition)
+    if document is None:
+        return problems
+    return validate_document(document, registry=registry)
+
+
+def validate_document(
+    document: dict[str, Any], *, registry: PieceRegistry | None = None
+) -> list[Problem]:
+    """`validate` for an already-parsed document."""
+    checker = _Checker(registry or default_registry())
+    checker.problems.extend(schema_problems(workflow_validator(), document))
+    checker.check_workflow(document)
+    return _ordered(checker.problems)
+
+
+def _ordered(problems: list[Problem]) -> list[Problem]:
+    """Deduplicated, in document order (numeric array indexes, not string order)."""
+
+    def key(problem: Problem) -> tuple[tuple[int, int | str], ...]:
+        parts = problem.path.split("/")[1:]
+        return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
+
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=key)
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What templates at one place may name."""
+
+    names: frozenset[str]
+    node_ref: Callable[[str], str | None]
+    """Returns why a `nodes.<id>` reference is not allowed here, or None when it is."""
+
+
+class _Checker:
+    """Collects semantic problems; each `check_*` method looks only at well-formed parts."""
+
+    def __init__(self, registry: PieceRegistry) -> None:
+        self.registry = registry
+        self.problems: list[Problem] = []
+
+    def add(self, path: Path_, message: str) -> None:
+        self.problems.append(Problem(pointer(*path), message))
+
+    def has_problem_under(self, path: Path_) -> bool:
+        prefix = pointer(*path)
+        return any(p.path == prefix or p.path.startswith(prefix + "/") for p in self.problems)
+
+    # --- whole workflow ----------------------------------------------------------------------
+
+    def check_workflow(self, document: dict[str, Any]) -> None:
+        self.check_plan(document, (), extra_names=frozenset())
+        parameters = document.get("parameters")
+        if isinstance(parameters, dict):
+            meta = Draft202012Validator(Draft202012Validator.META_SCHEMA)
+            for problem in schema_problems(meta, parameters, ("parameters",)):
+                self.problems.append(
+                    Problem(problem.path, f"not a valid JSON Schema: {problem.message}")
+                )
+        triggers = document.get("triggers")
+        if isinstance(triggers, list):
+            self.check_triggers(triggers)
+
+    def check_triggers(self, triggers: list[Any]) -> None:
+        seen: dict[str, int] = {}
+        for index, trigger in enumerate(triggers):
+            if not isinstance(trigger, dict):
+                continue
+            path: Path_ = ("triggers", index)
+            trigger_id = trigger.get("id")
+            if isinstance(trigger_id, str):
+                if trigger_id in seen:
+                    self.add(
+                        (*path, "id"),
+                        f"duplicate trigger id {trigger_id!r} (also /triggers/{seen[trigger_id]})",
+                    )
+                seen.setdefault(trigger_id, index)
+            scope = _Scope(TRIGGER_NAMES, lambda node_id: "triggers cannot read node outputs")
+            for field in ("parameters", "filter", "dedupe_key"):
+                if field in trigger:
+                    self.check_templates(trigger[field], (*path, field), scope)
+            kind = trigger.get("type")
+            if not isinstance(kind, str):
+                continue
+            try:
+                piece = self.registry.trigger(kind)
+            except UnknownPieceError as exc:
+                self.add((*path, "type"), str(exc))
+                continue
+            if self.has_problem_under(path):
+                continue  # the schema already said what is wrong with this trigger
+            try:
+                piece.parse_config(trigger)
+            except PydanticValidationError as exc:
+                for loc, message in _pydantic_errors(exc):
+                    self.add((*path, *loc), message)
+
+    # --- graphs ------------------------------------------------------------------------------
+
+    def check_plan(self, plan: dict[str, Any], base: Path_, *, extra_names: frozenset[str]) -> None:
+        """Check a workflow body or a `core.map` sub-graph at `base`."""
+        raw_nodes = plan.get("nodes")
+        raw_edges = plan.get("edges", [])
+        nodes = _well_formed_nodes(raw_nodes)
+        first_index: dict[str, int] = {}
+        for index, node in nodes:
+            node_id = node["id"]
+            if node_id in first_index:
+                self.add(
+                    (*base, "nodes", index, "id"),
+                    f"duplicate node id {node_id!r}: it is already used by "
+                    f"{pointer(*base, 'nodes', first_index[node_id])}; node ids must be unique",
+                )
+            else:
+                first_index[node_id] = index
+        edges = list(_well_formed_edges(raw_edges))
+        known = sorted(first_index)
+        valid_edges: list[tuple[int, dict[str, Any]]] = []
+        for index, edge in edges:
+            ok = True
+            for end in ("from", "to"):
+                if isinstance(edge.get(end), str) and edge[end] not in first_index:
+                    ok = False
+                    self.add(
+                        (*base, "edges", index, end),
+                        f"edge names unknown node {edge[end]!r}; known nodes: {_listing(known)}",
+                    )
+            if ok and isinstance(edge.get("from"), str) and isinstance(edge.get("to"), str):
+                valid_edges.append((index, edge))
+        graph = Graph(list(first_index), [(e["from"], e["to"]) for _, e in valid_edges])
+        self.check_graph_shape(graph, valid_edges, first_index, base)
+
+        error_targets = {e["to"] for _, e in valid_edges if e.get("on") == "error"}
+        names = BASE_NAMES | extra_names
+        for index, node in nodes:
+            node_names = names | ({"error"} if node["id"] in error_targets else set())
+            scope = _Scope(frozenset(node_names), self._ancestor_rule(graph, node["id"]))
+            self.check_node(node, (*base, "nodes", index), scope)
+        for index, edge in valid_edges:
+            if isinstance(edge.get("when"), str):
+                source = edge["from"]
+
+                def edge_rule(ref: str, source: str = source) -> str | None:
+                    if ref == source:
+                        return None
+                    return self._ancestor_rule(graph, source)(ref)
+
+                scope = _Scope(frozenset(names | {"output"}), edge_rule)
+                self.check_templates(edge["when"], (*base, "edges", index, "when"), scope)
+        if "output" in plan:
+
+            def output_rule(ref: str) -> str | None:
+                return None if ref in first_index else _unknown_node(ref, known)
+
+            self.check_templates(plan["output"], (*base, "output"), _Scope(names, output_rule))
+
+    def check_graph_shape(
+        self,
+        graph: Graph,
+        edges: list[tuple[int, dict[str, Any]]],
+        node_index: dict[str, int],
+        base: Path_,
+    ) -> None:
+        """Cycles (reported at the edge that closes each) and nodes no entry node reaches."""
+        edge_index = {(e["from"], e["to"]): i for i, e in reversed(edges)}
+        for cycle in graph.cycles():
+            closing = edge_index[(cycle[-1], cycle[0])]
+            loop = " -> ".join([*cycle, cycle[0]])
+            self.add(
+                (*base, "edges", closing),
+                f"cycle: {loop}; a workflow must be acyclic (express loops with core.map)",
+            )
+        for node_id in graph.unreachable():
+            self.add(
+                (*base, "nodes", node_index[node_id]),
+                f"node {node_id!r} cannot be reached: no node without incoming edges leads to it "
+                "(it is only reachable from a cycle)",
+            )
+
+    def _ancestor_rule(self, graph: Graph, node_id: str) -> Callable[[str], str | None]:
+        known = list(graph.node_ids)
+
+        def rule(ref: str) -> str | None:
+            if ref not in graph.successors:
+                return _unknown_node(ref, known)
+            if ref == node_id:
+                return f"node {node_id!r} cannot read its own output"
+            if not graph.is_ancestor(ref, node_id):
+                return (
+                    f"node {ref!r} is not upstream of {node_id!r}: a template can read only the "
+                    f"outputs of nodes that finish before it (add edges leading from {ref!r} "
+                    f"to {node_id!r})"
+                )
+            return None
+
+        return rule
+
+    # --- nodes and pieces --------------------------------------------------------------------
+
+    def check_node(self, node: dict[str, Any], path: Path_, scope: _Scope) -> None:
+        raw_input = node.get("input", {})
+        if not isinstance(raw_input, dict):
+            return
+        self.check_piece_input(node.get("piece"), raw_input, (*path, "input"), scope, path)
+
+    def check_piece_input(
+        self,
+        key: Any,
+        raw_input: dict[str, Any],
+        path: Path_,
+        scope: _Scope,
+        node_path: Path_,
+    ) -> None:
+        """Check a piece key and its input at `path` (the input object's pointer)."""
+        if not isinstance(key, str):
+            return
+        key_path = (*node_path, "piece") if path[-1] == "input" else (*path[:-1], "piece")
+        try:
+            piece = self.registry.action(key)
+        except UnknownPieceError as exc:
+            if not self.has_problem_under(key_path):
+                self.add(key_path, str(exc))
+            self.check_templates(raw_input, path, scope)
+            return
+        deferred = piece.deferred_inputs
+        own = {k: v for k, v in raw_input.items() if k not in deferred}
+        templated = list(_template_paths(own))
+        found = schema_problems(
+            _input_validator(key, self.registry), raw_input, path, ignore=templated
+        )
+        self.problems.extend(found)
+        if not found and not templated and not _contains_template(own):
+            try:
+                piece.Input.model_validate(raw_input)
+            except PydanticValidationError as exc:
+                for loc, message in _pydantic_errors(exc):
+                    self.add((*path, *loc), message)
+        self.check_templates(own, path, scope)
+        if key == MAP_PIECE:
+            self.check_map(raw_input, path, scope)
+
+    def check_map(self, raw_input: dict[str, Any], path: Path_, scope: _Scope) -> None:
+        """`core.map`: the per-item piece input, or the per-item sub-graph."""
+        inner_scope = _Scope(scope.names | MAP_NAMES, scope.node_ref)
+        inner_input = raw_input.get("input", {})
+        if isinstance(inner_input, dict):
+            self.check_piece_input(
+                raw_input.get("piece"), inner_input, (*path, "input"), inner_scope, path
+            )
+        workflow = raw_input.get("workflow")
+        if isinstance(workflow, dict):
+            sub_path = (*path, "workflow")
+            self.problems.extend(schema_problems(graph_validator(), workflow, sub_path))
+            self.check_plan(workflow, sub_path, extra_names=MAP_NAMES)
+
+    # --- templates ---------------------------------------------------------------------------
+
+    def check_templates(self, value: Any, path: Path_, scope: _Scope) -> None:
+        """Syntax and names of every template inside `value`."""
+        for sub_path, source in _template_strings(value, path):
+            error = templates.syntax_error(source)
+            if error is not None:
+                self.add(sub_path, error)
+                continue
+            refs = templates.references(source)
+            for name in sorted(refs.names - scope.names):
+                self.add(
+                    sub_path,
+                    f"template uses unknown name {name!r}; available here: "
+                    f"{', '.join(sorted(scope.names))}"
+                    + (
+                        " (`error` exists only in a node reached by an error edge)"
+                        if name == "error"
+                        else ""
+                    )
+                    + (" (`output` exists only in an edge's `when`)" if name == "output" else "")
+                    + (
+                        " (`item` and `index` exist only inside core.map)"
+                        if name in MAP_NAMES
+                        else ""
+                    ),
+                )
+            for ref in sorted(refs.nodes):
+                reason = scope.node_ref(ref)
+                if reason is not None:
+                    self.add(sub_path, reason)
+
+
+def _unknown_node(ref: str, known: list[str]) -> str:
+    return f"template names unknown node {ref!r}; known nodes: {_listing(known)}"
+
+
+def _listing(names: list[str], limit: int = 20) -> str:
+    shown = ", ".join(sorted(names)[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "") or "(none)"
+
+
+def _well_formed_nodes(raw: Any) -> list[tuple[int, dict[str, Any]]]:
+    if not isinstance(raw, list):
+        return []
+    return [
+        (i, n) for i, n in enumerate(raw) if isinstance(n, dict) and isinstance(n.get("id"), str)
+    ]
+
+
+def _well_formed_edges(raw: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    if isinstance(raw, list):
+        for index, edge in enumerate(raw):
+            if isinstance(edge, dict):
+                yield index, edge
+
+
+def _template_strings(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
+    if isinstance(value, str):
+        if templates.is_template(value):
+            yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _template_strings(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _template_strings(item, (*path, index))
+
+
+def _template_paths(value: Any, path: Path_ = ()) -> Iterator[Path_]:
+    """Relative paths of values that are one whole template (their type is known at run time)."""
+    for sub_path, source in _template_strings(value, path):
+        if templates.whole_expression(source) is not None:
+            yield sub_path
+
+
+def _contains_template(value: Any) -> bool:
+    return next(_template_strings(value, ()), None) is not None
+
+
+_input_validators: WeakKeyDictionary[PieceRegistry, dict[str, Draft202012Validator]] = (
+    WeakKeyDictionary()
+)
+
+
+def _input_validator(key: str, registry: PieceRegistry) -> Draft202012Validator:
+    """The compiled validator of a piece's input schema, built once per registry."""
+    cache = _input_validators.setdefault(registry, {})
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = validator_for_schema(registry.action(key).input_schema())
+    return found
+
+
+def _pydantic_errors(exc: PydanticValidationError) -> Iterator[tuple[Path_, str]]:
+    for error in exc.errors(include_url=False):
+        loc = tuple(part for part in error["loc"] if isinstance(part, str | int))
+        message = error["msg"].removeprefix("Value error, ")
+        yield loc, message
