@@ -30,9 +30,11 @@ from pieces.http.responses import (
 from pieces.http.urls import safe_display
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-HeaderName = Annotated[str, StringConstraints(pattern=r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")]
+HEADER_NAME = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"  # an RFC 9110 token
+HEADER_VALUE = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"  # no control characters but tab
+HeaderName = Annotated[str, StringConstraints(pattern=HEADER_NAME)]
 HeaderValue = Annotated[
-    str, Field(coerce_numbers_to_str=True, pattern=r"^[^\r\n\x00]*$", max_length=16384)
+    str, Field(coerce_numbers_to_str=True, pattern=HEADER_VALUE, max_length=16384)
 ]
 StatusItem = Annotated[int, Field(ge=100, le=599)] | Annotated[str, Field(pattern=STATUS_PATTERN)]
 RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
@@ -129,7 +131,10 @@ class HttpRequestInput(StrictModel):
 
     def to_spec(self) -> RequestSpec:
         """The request as `fetch` takes it."""
-        headers = httpx.Headers(self.headers)
+        # Values go out as UTF-8 bytes: httpx would refuse non-ASCII text.
+        headers = httpx.Headers(
+            {k.encode("ascii"): v.encode("utf-8") for k, v in self.headers.items()}
+        )
         content, content_type = self.encoded_body()
         if content_type is not None and "content-type" not in headers:
             headers["Content-Type"] = content_type
@@ -265,7 +270,9 @@ def transport_error(exc: httpx.HTTPError) -> PieceError:
         )
     if isinstance(exc, httpx.LocalProtocolError):
         return PieceError(
-            f"http.request: the request is not valid HTTP: {exc}",
+            # httpx's message may quote a header value, which may hold a secret: not repeated.
+            "http.request: httpx refused to send the request (a header name or value, or the "
+            "method, is not valid HTTP)",
             error_type="InvalidRequest",
             retryable=False,
         )

@@ -57,6 +57,7 @@ def test_defaults() -> None:
         {"url": "https://x.example/", "headers": {"content-length": "1"}},
         {"url": "https://x.example/", "headers": {"X-A": "a\r\nX-B: b"}},
         {"url": "https://x.example/", "headers": {"Bad Name": "x"}},
+        {"url": "https://x.example/", "headers": {"X-A": "a\x01b"}},
         {"url": "https://x.example/", "timeout_seconds": 0},
         {"url": ""},
         {},

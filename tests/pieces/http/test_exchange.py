@@ -39,6 +39,12 @@ async def test_headers_are_sent(call: Call, server: LocalServer) -> None:
     assert sent["accept"] == "x/y"
 
 
+async def test_non_ascii_header_values_are_sent_as_utf8(call: Call, server: LocalServer) -> None:
+    output = await call({"url": server.url("/echo"), "headers": {"X-Name": "çay"}})
+    received = output["body"]["headers"]["x-name"]  # http.server reads headers as Latin-1
+    assert received.encode("latin-1").decode("utf-8") == "çay"
+
+
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
 async def test_json_body(call: Call, server: LocalServer, method: str) -> None:
     output = await call(

@@ -9,6 +9,9 @@ from __future__ import annotations
 import pytest
 
 from pieces.base import PieceError
+from pieces.http import HttpRequestPiece
+from pieces.settings import get_piece_settings
+from pieces.testing import StandaloneContext, run_piece
 from tests.pieces.http.conftest import Call, FakeDns
 from tests.pieces.http.local_server import LocalServer
 
@@ -297,3 +300,22 @@ async def test_invalid_allow_list_entry(call: Call) -> None:
         await call({"url": "http://example.test/"}, allow=["10.0.0.0/33"])
     assert caught.value.error_type == "InvalidSetting"
     assert "10.0.0.0/33" in caught.value.message
+
+
+async def test_allow_list_from_the_environment(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """How an operator sets it: ALTLAS_HTTP_ALLOW_PRIVATE, read by the process-wide settings."""
+    url = server.url("/echo")
+    monkeypatch.delenv("ALTLAS_HTTP_ALLOW_PRIVATE", raising=False)
+    get_piece_settings.cache_clear()
+    with pytest.raises(PieceError, match="ALTLAS_HTTP_ALLOW_PRIVATE"):
+        await run_piece(HttpRequestPiece, {"url": url}, context=StandaloneContext())
+    monkeypatch.setenv("ALTLAS_HTTP_ALLOW_PRIVATE", "10.0.0.0/8, 127.0.0.1/32")
+    get_piece_settings.cache_clear()
+    try:
+        output = await run_piece(HttpRequestPiece, {"url": url}, context=StandaloneContext())
+    finally:
+        monkeypatch.delenv("ALTLAS_HTTP_ALLOW_PRIVATE")
+        get_piece_settings.cache_clear()
+    assert output["status"] == 200
