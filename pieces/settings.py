@@ -49,11 +49,15 @@ class PieceSettings(BaseSettings):
         default_factory=list,
         description=(
             "Networks (CIDR) or host names that `http.request` may reach although they are not "
-            "public (loopback, private, link-local, ...). Empty: only public addresses."
+            "public (loopback, private, link-local, ...). Empty: only public addresses. "
+            "`*.example.internal` allows every sub-domain; a host-name entry never allows a "
+            "cloud metadata address (list the address itself for that)."
         ),
     )
     http_max_response_bytes: int = Field(
-        default=10 * 1024 * 1024, gt=0, description="Largest response body `http.request` reads."
+        default=10 * 1024 * 1024,
+        gt=0,
+        description="Largest response body (decoded bytes) `http.request` reads.",
     )
     http_max_redirects: int = Field(
         default=5, ge=0, le=20, description="Most redirects `http.request` follows."
