@@ -72,7 +72,29 @@ class PieceSettings(BaseSettings):
         ),
     )
     sandbox_max_output_bytes: int = Field(
-        default=1024 * 1024, gt=0, description="Cap on the stdout `code.python` copies into logs."
+        default=1024 * 1024,
+        gt=0,
+        description="Cap on the stdout and stderr `code.python` copies into the run's log.",
+    )
+    sandbox_max_result_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        gt=0,
+        description="Largest JSON result (in bytes) a `code.python` node may return.",
+    )
+    sandbox_uid: int = Field(
+        default=65534,
+        ge=1,
+        lt=2**32 - 1,
+        description=(
+            "Uid and gid `code.python` runs user code as when the worker is root. Prefer an id "
+            "no other process or file on the host uses."
+        ),
+    )
+    sandbox_tmp_mb: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="MiB of the private writable /tmp of `code.python`, also its file-size limit.",
     )
 
     # --- ALT_LAS services (contract: docs/altlas-services.md) -------------------------------------
