@@ -204,12 +204,16 @@ def _output(outcome: ChildOutcome, input: PythonCodeInput) -> Any:
             error_type="InvalidOutput",
             retryable=False,
         )
-    exit_frame = outcome.exit_frame()
-    number = exit_frame.get("signal") if exit_frame else None
-    if number == signal.SIGXCPU:
+    exit_frame = outcome.exit_frame() or {}
+    number = exit_frame.get("signal")
+    cpu = exit_frame.get("cpu")
+    cpu_limit = math.ceil(input.timeout_seconds) + 1
+    # The kernel enforces RLIMIT_CPU on precise run time; rusage (what `cpu` is) is sampled and
+    # can read a few percent lower. Past the CPU limit the inner process gets SIGKILL.
+    over_cpu = isinstance(cpu, (int, float)) and cpu >= 0.9 * cpu_limit
+    if number == signal.SIGKILL and over_cpu:
         raise PieceError(
-            f"the code used more than its CPU time limit "
-            f"({math.ceil(input.timeout_seconds) + 1} s) and was stopped",
+            f"the code used more than its CPU time limit ({cpu_limit} s) and was stopped",
             error_type="Timeout",
             retryable=True,
             details={"timeout_seconds": input.timeout_seconds, "limit": "cpu"},
@@ -227,7 +231,7 @@ def _output(outcome: ChildOutcome, input: PythonCodeInput) -> Any:
             retryable=False,
             details={"signal": number},
         )
-    if exit_frame is not None:
+    if exit_frame:
         raise PieceError(
             f"the code's process exited with status {exit_frame.get('code')} before returning a "
             "result (os._exit or a closed result channel)",

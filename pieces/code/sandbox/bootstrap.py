@@ -74,6 +74,9 @@ def _control(fd: int, frame: ControlFrame) -> None:
 def main(argument: str) -> None:
     """Run the sandbox child described by the JSON `ChildConfig` in `argument`; never returns."""
     config: ChildConfig = jsonio.loads(argument)
+    # The launcher put this package's directory first on sys.path; everything is imported now,
+    # and the directory must not become part of the private root.
+    del sys.path[0]
     layers = _Layers(config["skip"])
     control_fd = config["control_fd"]
     try:
@@ -108,11 +111,14 @@ def _outer(config: ChildConfig, pid: int) -> None:
         os.close(fd)
     control_fd = config["control_fd"]
     _control(control_fd, {"kind": "forked", "pid": pid})
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
+    cpu = round(usage.ru_utime + usage.ru_stime, 3)
     if os.WIFSIGNALED(status):
-        _control(control_fd, {"kind": "exited", "signal": os.WTERMSIG(status)})
+        _control(control_fd, {"kind": "exited", "signal": os.WTERMSIG(status), "cpu": cpu})
     else:
-        _control(control_fd, {"kind": "exited", "code": os.waitstatus_to_exitcode(status)})
+        _control(
+            control_fd, {"kind": "exited", "code": os.waitstatus_to_exitcode(status), "cpu": cpu}
+        )
     os._exit(0)
 
 
@@ -165,7 +171,6 @@ def _inner(
             os._exit(70)
     os.environ.clear()
     sys.argv = [USER_FILENAME]
-    del sys.path[0]
     try:
         frame = runner.run(request["code"], request["inputs"])
     except MemoryError:

@@ -75,8 +75,11 @@ def drop_capabilities() -> None:
 def set_rlimits(limits: Limits) -> None:
     """Set CPU, address-space, open-file, process, file-size and core limits (soft = hard).
 
-    The process limit counts threads too; set it after the user namespace exists so that it
-    counts this sandbox's own processes, not every process of the uid on the host.
+    Past the CPU limit the kernel sends SIGKILL (SIGXCPU would be ignored: the inner process is
+    its PID namespace's init); the outer process reports the CPU time used, so the worker can
+    tell a CPU kill from any other. The process limit counts threads too; set it after the user
+    namespace exists so that it counts this sandbox's own processes, not every process of the
+    uid on the host.
     """
     for which, value in (
         (resource.RLIMIT_CPU, limits.cpu_seconds),

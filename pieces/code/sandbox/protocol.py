@@ -103,13 +103,15 @@ if TYPE_CHECKING:
         details: dict[str, Any]
 
     class ControlFrame(TypedDict, total=False):
-        """Written by the outer process: `forked` (with `pid`), `exited` (with `code` or `signal`),
-        or `error` (with `message`) when it failed before starting the inner process."""
+        """Written by the outer process: `forked` (with `pid`), `exited` (with `code` or
+        `signal`, and the CPU seconds used), or `error` (with `message`) when it failed before
+        starting the inner process."""
 
         kind: Literal["forked", "exited", "error"]
         pid: int
         code: int
         signal: int
+        cpu: float
         message: str
 
 
