@@ -1,1 +1,1 @@
-"""deployments"""
+"""Bridge to Prefect scheduling and the local engine: deployments, the `altlas-flows` CLI, `up`."""

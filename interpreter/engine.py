@@ -311,22 +311,25 @@ class PlanRun:
                 self._ready(self.plan.nodes[edge.target])
 
     def _ready(self, node: Node) -> None:
+        record = self.records[node.id]
+        if self.execution.cancelled.is_set():  # stays "pending": reported as cancelled
+            self._settle(node.id)
+            self._propagate(node, record)
+            return
         incoming = len(self.plan.incoming[node.id])
         taken = self._taken[node.id]
         runs = taken == incoming if node.join == "all" else taken > 0
         if runs:
             self._start(node.id)
             return
-        record = self.records[node.id]
         record.status = "skipped"
         self._settle(node.id)
-        if not self.execution.cancelled.is_set():
-            reason = (
-                "join 'all': not every incoming edge was taken"
-                if node.join == "all" and taken
-                else "no incoming edge was taken"
-            )
-            self._spawn(_mark_skipped(record.label, reason))
+        reason = (
+            "join 'all': not every incoming edge was taken"
+            if node.join == "all" and taken
+            else "no incoming edge was taken"
+        )
+        self._spawn(_mark_skipped(record.label, reason))
         self._propagate(node, record)
 
     # --- edges -------------------------------------------------------------------------------

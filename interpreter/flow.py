@@ -25,6 +25,7 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.client.schemas.objects import StateType
 from prefect.concurrency.asyncio import concurrency
 from prefect.context import FlowRunContext, TagsContext
+from prefect.exceptions import ObjectAlreadyExists
 from prefect.flows import Flow
 from prefect.states import Cancelled, Completed, Failed
 
@@ -254,7 +255,10 @@ async def _concurrency_slot(workflow: Workflow, tenant: str) -> AsyncIterator[No
         return
     name = f"altlas:{tenant}:{workflow.id}"
     async with get_client() as client:
-        await client.upsert_global_concurrency_limit_by_name(name, workflow.concurrency_limit)
+        try:
+            await client.upsert_global_concurrency_limit_by_name(name, workflow.concurrency_limit)
+        except ObjectAlreadyExists:  # another run created it between Prefect's read and create
+            await client.upsert_global_concurrency_limit_by_name(name, workflow.concurrency_limit)
     get_run_logger().info("waiting for a slot of concurrency limit %r", name)
     async with concurrency(name, occupy=1, strict=True):
         yield

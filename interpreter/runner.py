@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -147,11 +148,14 @@ def _loop_running() -> bool:
 
 
 def _run_in_thread(call: Any) -> RunResult:
+    """Run `call` on a new event loop in a thread that shares the caller's context variables
+    (Prefect settings and our run services)."""
     box: dict[str, Any] = {}
+    context = contextvars.copy_context()
 
     def target() -> None:
         try:
-            box["result"] = asyncio.run(call)
+            box["result"] = context.run(asyncio.run, call)
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
 

@@ -191,3 +191,63 @@ def _describe(value: Any) -> str:
         type(None): "null",
     }.get(type(value), type(value).__name__)
     return f"{kind} {text}"
+
+
+BUILTIN_TRIGGERS = ("manual", "schedule", "webhook")
+
+
+def builtin_trigger_defs() -> dict[str, Any]:
+    """The `$defs` of `workflow.schema.json` that describe the built-in trigger types.
+
+    They are generated from each trigger piece's `Config` model, so the schema file and the
+    pieces cannot drift apart: `make schema` rewrites them in the file
+    (`write_builtin_trigger_defs`) and a test fails when the committed file differs.
+    """
+    from pieces.registry import PieceRegistry
+
+    registry = PieceRegistry.from_entry_points(allow=())
+    defs: dict[str, Any] = {}
+    for kind in BUILTIN_TRIGGERS:
+        config = registry.trigger(kind).config_schema()
+        prefix = f"trigger_{kind}"
+        local = {f"{prefix}_{name}": sub for name, sub in config.pop("$defs", {}).items()}
+        config = _rewrite_refs(config, prefix)
+        entry: dict[str, Any] = {"$ref": "#/$defs/trigger_common", "unevaluatedProperties": False}
+        for key in ("description", "properties", "required", "oneOf", "allOf"):
+            if key in config:
+                entry[key] = config[key]
+        if "oneOf" in entry:
+            fields = [f"`{branch['required'][0]}`" for branch in entry["oneOf"]]
+            entry["x-message"] = (
+                f"a {kind} trigger needs exactly one of {', '.join(fields[:-1])} or {fields[-1]}"
+            )
+        defs[prefix] = entry
+        defs.update(_rewrite_refs(local, prefix))
+    return defs
+
+
+def _rewrite_refs(value: Any, prefix: str) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: (
+                f"#/$defs/{prefix}_{v.removeprefix('#/$defs/')}"
+                if k == "$ref" and isinstance(v, str) and v.startswith("#/$defs/")
+                else _rewrite_refs(v, prefix)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_rewrite_refs(v, prefix) for v in value]
+    return value
+
+
+def write_builtin_trigger_defs(path: str) -> None:
+    """Rewrite the built-in trigger `$defs` of the schema file at `path` (keeps the rest)."""
+    with open(path, encoding="utf-8") as handle:
+        schema = json.load(handle)
+    defs = schema["$defs"]
+    for name in [n for n in defs if n.startswith(tuple(f"trigger_{k}" for k in BUILTIN_TRIGGERS))]:
+        del defs[name]
+    defs.update(builtin_trigger_defs())
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(schema, indent=2, ensure_ascii=False) + "\n")

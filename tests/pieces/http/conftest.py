@@ -23,12 +23,6 @@ from tests.pieces.http.local_server import LocalServer, serve
 LOCAL = ["127.0.0.1/32"]
 
 
-@pytest.fixture(autouse=True)
-def _on_asyncio(anyio_backend: str) -> None:
-    """Name `anyio_backend` up front: anyio's plugin otherwise rebuilds async test items that got
-    their `anyio` marker late (tests/conftest.py) and drops their `parametrize` arguments."""
-
-
 @dataclass
 class FakeDns:
     """A resolver answering from a table; each answer is a list, or a list per successive call.
