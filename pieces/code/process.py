@@ -35,6 +35,9 @@ SANDBOX_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(protocol.__file
 KILL_WAIT_SECONDS = 5.0
 """How long to wait for a killed tree to be gone before giving up (it takes milliseconds)."""
 
+REAP_WAIT_SECONDS = 1.0
+"""After killing the inner process, how long the outer one gets to reap it and exit by itself."""
+
 CONTROL_LIMIT = 64 * 1024
 
 
@@ -220,18 +223,34 @@ class _Child:
         else:
             os.close(pidfd)
 
-    def kill(self) -> None:
-        """SIGKILL the inner process (PID-namespace init) and the outer process group."""
-        if self.inner_pidfd is not None:
+    async def stop(self) -> None:
+        """Kill the whole tree and wait until it is gone (see the module docstring).
+
+        The inner process (PID-namespace init: its death ends every process in the namespace)
+        is killed first, so that the outer process reaps it and exits by itself, leaving no
+        orphan for the worker's own init to reap; then the outer process group is killed in case
+        it has not. Safe to call when the child has already exited.
+        """
+        if self.inner_pidfd is not None and not self.exited.done():
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(self.inner_pidfd, signal.SIGKILL)
+            try:
+                await asyncio.wait({self.exited}, timeout=REAP_WAIT_SECONDS)
+            except asyncio.CancelledError:
+                self._kill_group()
+                self._wait_gone_blocking()
+                raise
+        self._kill_group()
+        await self._wait_gone()
+
+    def _kill_group(self) -> None:
         if self.proc.returncode is None:
             # The outer process leads its own group (start_new_session) and is not reaped yet,
             # so its pid, and the group id, cannot have been reused.
             with contextlib.suppress(OSError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
-    async def wait_gone(self) -> None:
+    async def _wait_gone(self) -> None:
         """Wait until both processes have exited, then reap the outer one."""
         waits = {self.exited}
         if self.inner_pidfd is not None:
@@ -349,10 +368,9 @@ async def run_child(
     finally:
         if not (child.exited.done() and output.fd < 0 and result.fd < 0):
             control.read_available()
-            child.kill()
             outcome.killed = True
         try:
-            await child.wait_gone()
+            await child.stop()
         finally:
             for reader in (control, result, output):
                 reader.read_available()

@@ -109,6 +109,12 @@ def _outer(config: ChildConfig, pid: int) -> None:
     """Wait for the inner process and report how it ended; hold the lifeline until then."""
     for fd in (config["result_fd"], config["request_fd"]):
         os.close(fd)
+    # Nothing is left for this process to do but wait: it keeps no capability either (those it
+    # holds in the sandbox's user namespace included).
+    try:  # noqa: SIM105 (contextlib would cost every sandbox start its import)
+        privileges.drop_capabilities()
+    except OSError:
+        pass  # no user namespace (unsafe mode): the uid change already dropped them
     control_fd = config["control_fd"]
     _control(control_fd, {"kind": "forked", "pid": pid})
     _, status, usage = os.wait4(pid, 0)

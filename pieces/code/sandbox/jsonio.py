@@ -68,8 +68,9 @@ def loads(text: str) -> Any:
         import json
 
         return json.loads(text, parse_constant=_refuse_constant)
+    start = len(text) - len(text.lstrip(" \t\n\r"))
     try:
-        value, end = _scan(text, 0)
+        value, end = _scan(text, start)
     except StopIteration as exc:
         raise ValueError(f"invalid JSON at character {exc.value}") from None
     if text[end:].strip(" \t\n\r"):

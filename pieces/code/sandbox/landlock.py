@@ -187,7 +187,12 @@ def restrict(rules: Rules, *, fs: bool, net: bool, abi: int) -> dict[str, str]:
 
 
 def _add_path_rule(ruleset: int, path: str, rights: int) -> None:
-    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        # Unreachable for this uid (e.g. under /root when there is no private root): there is
+        # nothing to grant, and leaving the rule out only takes access away.
+        return
     try:
         if not os.path.isdir(path):
             rights &= FILE_RIGHTS

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -62,6 +63,25 @@ def logs() -> Iterator[CapturingHandler]:
     logger.propagate = False
     yield handler
     logger.removeHandler(handler)
+
+
+@pytest.fixture
+def tcp_listener() -> Iterator[socket.socket]:
+    """A real TCP listener on 127.0.0.1; the test fails if anything connected to it."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.setblocking(False)
+    yield server
+    with pytest.raises(BlockingIOError):  # nobody ever connected
+        server.accept()
+    server.close()
+
+
+def assert_no_connection(server: socket.socket) -> None:
+    """Nothing is waiting to be accepted on `server`."""
+    with pytest.raises(BlockingIOError):
+        server.accept()
 
 
 @pytest.fixture

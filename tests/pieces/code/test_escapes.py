@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from pieces.code.piece import OPEN_FILES, PROCESSES
 from tests.pieces.code.conftest import (
     ATTEMPT,
     RunCode,
+    assert_no_connection,
     inner_process_status,
     sandbox_processes,
     threads_named,
@@ -169,26 +171,11 @@ def main(inputs):
 # --- network -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def tcp_listener() -> Iterator[socket.socket]:
-    """A real TCP listener on 127.0.0.1 that the tests check for connections."""
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.setblocking(False)
-    yield server
-    server.close()
-
-
-def assert_no_connection(server: socket.socket) -> None:
-    with pytest.raises(BlockingIOError):
-        server.accept()
-
-
 async def test_cannot_connect_to_localhost(run_code: RunCode, tcp_listener: socket.socket) -> None:
     code = (
         ATTEMPT
         + """
+import signal
 import socket
 
 def main(inputs):
@@ -196,7 +183,6 @@ def main(inputs):
 """
     )
     assert await run_code(code, {"port": tcp_listener.getsockname()[1]}) == EPERM
-    assert_no_connection(tcp_listener)
 
 
 async def test_cannot_connect_to_cloud_metadata(run_code: RunCode) -> None:
@@ -227,6 +213,7 @@ async def test_cannot_send_udp_to_port_53(run_code: RunCode) -> None:
     code = (
         ATTEMPT
         + """
+import signal
 import socket
 
 def send(host, port):
@@ -266,6 +253,7 @@ async def test_unix_sockets_cannot_reach_the_host(run_code: RunCode, tmp_path: P
     code = (
         ATTEMPT
         + """
+import signal
 import socket
 
 def connect(address):
@@ -674,3 +662,35 @@ async def test_the_sandbox_runs_unprivileged_with_no_capabilities(run_code: RunC
         assert int(status[caps], 16) == 0, caps
     assert status["NoNewPrivs"].strip() == "1"
     assert status["Seccomp"].strip() == "2"  # filter mode
+
+
+async def test_x32_system_calls_kill_the_sandbox(run_code: RunCode) -> None:
+    # getpid through the x32 ABI (number | 0x40000000): a way around a filter that only
+    # checks x86_64 numbers. The filter kills the process instead.
+    code = (
+        "import ctypes\ndef main(inputs):\n    return ctypes.CDLL(None).syscall(0x40000000 | 39)\n"
+    )
+    with pytest.raises(PieceError) as caught:
+        await run_code(code)
+    assert caught.value.error_type == "CodeCrashed"
+    assert caught.value.details == {"signal": signal.SIGSYS}
+
+
+async def test_32_bit_system_calls_kill_the_sandbox(run_code: RunCode) -> None:
+    # `int 0x80` enters the kernel's i386 ABI, whose numbers differ (1 is exit there, 57 is
+    # setpgid...): the filter checks the architecture field first and kills the process.
+    code = """
+import ctypes, mmap
+
+def main(inputs):
+    # mov eax, 20 (i386 getpid); int 0x80; ret
+    machine_code = bytes([0xB8, 20, 0, 0, 0, 0xCD, 0x80, 0xC3])
+    page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    page.write(machine_code)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+    return ctypes.CFUNCTYPE(ctypes.c_int)(address)()
+"""
+    with pytest.raises(PieceError) as caught:
+        await run_code(code)
+    assert caught.value.error_type == "CodeCrashed"
+    assert caught.value.details == {"signal": signal.SIGSYS}
