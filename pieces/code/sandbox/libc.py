@@ -96,6 +96,15 @@ def prctl_pointer(option: int, arg2: int, pointer: ctypes.c_void_p) -> int:
     return _check("prctl", int(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), pointer)))
 
 
+M_ARENA_MAX = -8
+
+
+def mallopt(param: int, value: int) -> None:
+    """`mallopt(3)`; it returns 1 on success and 0 (without errno) on failure."""
+    if _libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) != 1:
+        raise OSError(0, f"mallopt({param}, {value}) failed")
+
+
 def unshare(flags: int) -> None:
     """`unshare(2)`."""
     _check("unshare", int(_libc.unshare(ctypes.c_int(flags))))

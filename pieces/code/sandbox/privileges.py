@@ -81,6 +81,9 @@ def set_rlimits(limits: Limits) -> None:
     namespace exists so that it counts this sandbox's own processes, not every process of the
     uid on the host.
     """
+    # glibc gives each new thread its own malloc arena, reserving 64 MiB of address space:
+    # with an address-space limit that would allow only a handful of threads. One arena.
+    libc.mallopt(libc.M_ARENA_MAX, 1)
     for which, value in (
         (resource.RLIMIT_CPU, limits.cpu_seconds),
         (resource.RLIMIT_AS, limits.memory_bytes),

@@ -64,6 +64,26 @@ def main(inputs):
     }
 
 
+async def test_the_smallest_memory_limit_still_runs_the_standard_library(run_code: RunCode) -> None:
+    code = """
+import json, re, datetime, decimal, threading
+
+def main(inputs):
+    thread = threading.Thread(target=lambda: None)
+    thread.start()
+    thread.join()
+    return json.dumps({"ok": bool(re.match("a", "a"))})
+"""
+    assert await run_code(code, memory_mb=64) == '{"ok": true}'
+
+
+async def test_nan_in_inputs_is_invalid_input(run_code: RunCode) -> None:
+    with pytest.raises(PieceError) as caught:
+        await run_code("def main(inputs):\n    return 1\n", {"x": float("nan")})
+    assert caught.value.error_type == "InvalidInput"
+    assert caught.value.retryable is False
+
+
 async def test_async_main_is_awaited(run_code: RunCode) -> None:
     code = """
 import asyncio
