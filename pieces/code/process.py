@@ -265,7 +265,13 @@ class _Child:
             for fd in {self.pidfd, self.inner_pidfd}:
                 if fd is not None:
                     self.loop.remove_reader(fd)
-        self.proc.wait()
+        self._reap()
+
+    def _reap(self) -> None:
+        # The outer process has exited (or, stuck in the kernel, ignores SIGKILL for now:
+        # then Popen reaps it later rather than blocking the event loop here).
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=0.5)
 
     def _wait_gone_blocking(self) -> None:
         fds = [fd for fd in (self.pidfd, self.inner_pidfd) if fd is not None]
@@ -276,8 +282,7 @@ class _Child:
         for fd in {self.pidfd, self.inner_pidfd}:
             if fd is not None:
                 self.loop.remove_reader(fd)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=0.5)
+        self._reap()
 
     def close(self) -> None:
         """Close the pidfds."""
@@ -318,10 +323,9 @@ async def run_child(
     pipes: list[int] = []
     try:
         _write_all(request_fd, request)
-        control_r, control_w = os.pipe2(os.O_CLOEXEC)
-        result_r, result_w = os.pipe2(os.O_CLOEXEC)
-        output_r, output_w = os.pipe2(os.O_CLOEXEC)
-        pipes = [control_r, control_w, result_r, result_w, output_r, output_w]
+        for _ in range(3):
+            pipes += os.pipe2(os.O_CLOEXEC)
+        control_r, control_w, result_r, result_w, output_r, output_w = pipes
         config: protocol.ChildConfig = {
             "mode": "probe" if mode == "probe" else "run",
             "uid": limits.uid,

@@ -2,9 +2,11 @@
 
 Two processes make up the sandbox:
 
-- the *outer* process (started by the worker, as the worker's user) plans the private root,
-  drops to the sandbox uid, unshares the namespaces, builds and enters the private root, then
-  forks and only waits, reporting the inner process's host PID and exit on `control_fd`;
+- the *outer* process (started by the worker, as the worker's user) sets up the `uid`,
+  `namespaces` and `filesystem` layers (`namespaces.isolate`: as root, namespaces and the private
+  root first, then the uid drop and the user namespace), forks, drops what capabilities it has
+  left and only waits, reporting the inner process's host PID, exit and CPU time on
+  `control_fd`;
 - the *inner* process is init of the new PID namespace (when it dies, the kernel kills every
   process in the namespace). It ties its life to the outer process, drops every capability,
   sets the rlimits and `no_new_privs`, applies Landlock and seccomp, reports the layers on

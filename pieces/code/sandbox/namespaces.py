@@ -76,8 +76,9 @@ def runtime_paths() -> tuple[list[str], list[str]]:
     Returns:
         `(dirs, files)`: the existing `sys.path` entries (standard library, lib-dynload), the
         directories of the loaded C libraries (and the multiarch library directories, for the
-        libraries extension modules load later), `/usr/share/zoneinfo`; and `/etc/ld.so.cache`.
-        Nested directories are folded into their parent.
+        libraries extension modules load later), `/usr/share/zoneinfo`; and `/etc/ld.so.cache`
+        plus any `sys.path` entry that is a file (a zipped standard library). Nested directories
+        are folded into their parent; `/` itself is never included.
     """
     candidates = [p for p in sys.path if p and os.path.isabs(p)]
     candidates += sorted(_loaded_library_dirs())
@@ -90,13 +91,17 @@ def runtime_paths() -> tuple[list[str], list[str]]:
         resolved = os.path.realpath(path)
         if os.path.isdir(resolved) and resolved not in real:
             real.append(resolved)
-    real.sort(key=len)
+    real = sorted((path for path in real if path != "/"), key=len)  # never the whole host
     dirs: list[str] = []
     for path in real:
         if not any(_is_within(path, kept) for kept in dirs):
             dirs.append(path)
-    files = [os.path.realpath(f) for f in EXTRA_FILES if os.path.isfile(f)]
-    return dirs, files
+    files = [
+        os.path.realpath(f)
+        for f in [*EXTRA_FILES, *(p for p in sys.path if p and os.path.isabs(p))]
+        if os.path.isfile(f)
+    ]
+    return dirs, sorted(set(files))
 
 
 def plan_root(dirs: list[str], files: list[str]) -> RootPlan:

@@ -7,9 +7,11 @@ still stops an attempt by itself: defence in depth, one layer at a time.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -217,5 +219,34 @@ def main(inputs):
     with pytest.raises(PieceError) as caught:
         await run_code(code, {"marker": marker}, settings=UNSAFE, timeout_seconds=1)
     assert caught.value.error_type == "Timeout"
+    assert threads_named(marker) == []
+    assert sandbox_processes() == []
+
+
+async def test_without_seccomp_a_cancelled_tree_is_killed(
+    run_code: RunCode, pretend_missing: Pretend
+) -> None:
+    pretend_missing({"seccomp": "pretend"})
+    code = """
+import ctypes, os, time
+
+def main(inputs):
+    for _ in range(3):
+        if os.fork() == 0:
+            os.setsid()
+            ctypes.CDLL(None).prctl(15, inputs["marker"].encode(), 0, 0, 0)
+            time.sleep(3600)
+    time.sleep(3600)
+"""
+    marker = "cancmark"
+    task = asyncio.ensure_future(run_code(code, {"marker": marker}, settings=UNSAFE))
+    deadline = time.monotonic() + 10
+    while len(threads_named(marker)) < 3:
+        assert time.monotonic() < deadline, "the marked children never started"
+        assert not task.done(), task
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
     assert threads_named(marker) == []
     assert sandbox_processes() == []
