@@ -9,9 +9,11 @@ assert exactly how an attempt was refused.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -144,17 +146,23 @@ def threads_named(marker: str) -> list[str]:
     return found
 
 
-def inner_process_status() -> dict[str, str]:
-    """`/proc/PID/status` of a running sandbox's inner process (init of its PID namespace), as
-    `{field: value}`; empty when none is running."""
-    for entry in sandbox_processes():
-        pid = entry.split(":")[0]
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                text = f.read()
-        except OSError:
-            continue
-        fields = dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
-        if fields.get("NSpid", "").split()[-1:] == ["1"]:
-            return fields
-    return {}
+def process_status(pid: int) -> dict[str, str]:
+    """`/proc/PID/status` as `{field: value}`; empty when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            text = f.read()
+    except OSError:
+        return {}
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+async def cancel_once_running(task: asyncio.Future[Any], marker: str, count: int = 1) -> None:
+    """Wait until `count` threads named `marker` run, cancel `task` and wait for it to end."""
+    deadline = time.monotonic() + 10
+    while len(threads_named(marker)) < count:
+        assert time.monotonic() < deadline, f"{marker!r} never started"
+        assert not task.done(), task
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -26,7 +26,8 @@ from tests.pieces.code.conftest import (
     ATTEMPT,
     RunCode,
     assert_no_connection,
-    inner_process_status,
+    cancel_once_running,
+    process_status,
     sandbox_processes,
     threads_named,
 )
@@ -618,14 +619,7 @@ async def test_no_process_outlives_a_timed_out_node(run_code: RunCode) -> None:
 async def test_no_process_outlives_a_cancelled_node(run_code: RunCode) -> None:
     marker = f"cancel{os.getpid() % 10000}"
     task = asyncio.ensure_future(run_code(MARKER_CODE, {"marker": marker, "hang": True}))
-    deadline = time.monotonic() + 10
-    while not threads_named(marker):
-        assert time.monotonic() < deadline, "the marker thread never started"
-        assert not task.done(), task
-        await asyncio.sleep(0.02)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await cancel_once_running(task, marker)
     # Checked at once: the tree must be gone when the cancelled coroutine finishes.
     assert threads_named(marker) == []
     assert sandbox_processes() == []
@@ -649,17 +643,25 @@ def main(inputs):
 
 
 async def test_the_sandbox_runs_unprivileged_with_no_capabilities(run_code: RunCode) -> None:
-    """Checked from outside, through /proc, while the inner process runs."""
-    task = asyncio.ensure_future(
-        run_code("import time\ndef main(inputs):\n    time.sleep(2)\n", timeout_seconds=10)
-    )
+    """Checked from outside, through /proc, once user code runs (every layer is in place)."""
+    marker = f"privmark{os.getpid() % 1000}"
+    code = """
+import ctypes, time
+
+def main(inputs):
+    ctypes.CDLL(None).prctl(15, inputs["marker"].encode(), 0, 0, 0)
+    time.sleep(2)
+"""
+    task = asyncio.ensure_future(run_code(code, {"marker": marker}, timeout_seconds=10))
     status: dict[str, str] = {}
     deadline = time.monotonic() + 10
     while not status:
-        assert time.monotonic() < deadline, "the sandbox never showed up in /proc"
+        assert time.monotonic() < deadline, "the sandbox's code never ran"
         await asyncio.sleep(0.05)
-        status = inner_process_status()
+        for thread in threads_named(marker):
+            status = process_status(int(thread.split("/")[0]))
     await task
+    assert status["NSpid"].split()[-1] == "1"  # init of its own PID namespace
     assert status["Uid"].split() == ["65534"] * 4
     assert status["Gid"].split() == ["65534"] * 4
     assert status["Groups"].strip() == ""

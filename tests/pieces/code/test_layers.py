@@ -11,7 +11,6 @@ import asyncio
 import errno
 import logging
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -28,6 +27,7 @@ from tests.pieces.code.conftest import (
     ATTEMPT,
     CapturingHandler,
     RunCode,
+    cancel_once_running,
     sandbox_processes,
     threads_named,
 )
@@ -240,13 +240,6 @@ def main(inputs):
 """
     marker = "cancmark"
     task = asyncio.ensure_future(run_code(code, {"marker": marker}, settings=UNSAFE))
-    deadline = time.monotonic() + 10
-    while len(threads_named(marker)) < 3:
-        assert time.monotonic() < deadline, "the marked children never started"
-        assert not task.done(), task
-        await asyncio.sleep(0.02)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await cancel_once_running(task, marker, count=3)
     assert threads_named(marker) == []
     assert sandbox_processes() == []
