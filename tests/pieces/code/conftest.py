@@ -166,3 +166,19 @@ async def cancel_once_running(task: asyncio.Future[Any], marker: str, count: int
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def open_descriptors() -> int:
+    """How many file descriptors this (worker) process holds."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def zombie_children() -> list[int]:
+    """This process's children that exited but were never reaped."""
+    zombies = []
+    with open(f"/proc/self/task/{os.getpid()}/children") as f:
+        for pid in f.read().split():
+            status = process_status(int(pid))
+            if status.get("State", "").startswith("Z"):
+                zombies.append(int(pid))
+    return zombies

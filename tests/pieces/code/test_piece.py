@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -15,7 +16,13 @@ from pieces.code.piece import _output
 from pieces.code.process import ChildOutcome
 from pieces.registry import default_registry
 from pieces.settings import PieceSettings
-from tests.pieces.code.conftest import CapturingHandler, RunCode, sandbox_processes
+from tests.pieces.code.conftest import (
+    CapturingHandler,
+    RunCode,
+    open_descriptors,
+    sandbox_processes,
+    zombie_children,
+)
 
 
 async def test_returns_what_main_returns(run_code: RunCode) -> None:
@@ -391,3 +398,19 @@ def test_input_schema_documents_defaults_and_limits() -> None:
 
 def test_registered_under_its_key() -> None:
     assert default_registry().action("code.python") is PythonCodePiece
+
+
+async def test_the_worker_keeps_nothing_after_many_calls(run_code: RunCode) -> None:
+    await run_code("def main(inputs):\n    return 0\n")  # the probe, once
+    descriptors = open_descriptors()
+    quick = "import time\ndef main(inputs):\n    time.sleep(0.05)\n    return inputs['i']\n"
+    results = await asyncio.gather(*(run_code(quick, {"i": i}) for i in range(20)))
+    assert results == list(range(20))
+    for _ in range(10):
+        with pytest.raises(PieceError):
+            await run_code(
+                "def main(inputs):\n    while True:\n        pass\n", timeout_seconds=0.05
+            )
+    assert open_descriptors() == descriptors
+    assert sandbox_processes() == []
+    assert zombie_children() == []
