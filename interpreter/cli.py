@@ -223,11 +223,11 @@ def cmd_pieces_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     piece: Any
     try:
         piece = registry.action(args.key)
-    except UnknownPieceError:
+    except UnknownPieceError as not_action:
         try:
             piece = registry.trigger(args.key)
-        except UnknownPieceError as exc:
-            sys.stderr.write(f"{exc}\n")
+        except UnknownPieceError as not_trigger:
+            sys.stderr.write(f"{not_action}\n{not_trigger}\n")
             return 2
     info: dict[str, Any] = {
         "key": piece.key,

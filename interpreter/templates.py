@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.runtime import Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -58,10 +59,23 @@ def whole_expression(value: str) -> str | None:
     return expr
 
 
+class _BoundedCodeGenerator(CodeGenerator):
+    """Compiles `a ~ b` to a size-checked join (Jinja's own `str_join` cannot be intercepted)."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.bounded_join((")
+        for argument in node.nodes:
+            self.visit(argument, frame)
+            self.write(", ")
+        self.write("))")
+
+
 class _BoundedEnvironment(ImmutableSandboxedEnvironment):
-    """The sandbox, plus size checks on the operations that can multiply data."""
+    """The sandbox, plus size checks on the operations that can multiply data, and JSON-first
+    attribute look-up: `item.items` is the key "items" when there is one, not `dict.items`."""
 
     intercepted_binops = frozenset({"*", "**", "%", "+"})
+    code_generator_class = _BoundedCodeGenerator
 
     def __init__(self, max_chars: int) -> None:
         super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
@@ -70,6 +84,17 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
         self.filters["tojson"] = _tojson
         for name in ("center", "indent", "wordwrap", "format", "replace", "join"):
             self.filters[name] = self._bounded(self.filters[name])
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+    def bounded_join(self, parts: tuple[Any, ...]) -> str:
+        """`a ~ b ~ c`, refused when the result would be too long."""
+        texts = [str(part) for part in parts]
+        self._check_size(sum(len(text) for text in texts), "'~'")
+        return "".join(texts)
 
     def _check_size(self, size: int, what: str) -> None:
         if size > self.max_chars:
@@ -164,15 +189,22 @@ def compile_template(source: str) -> CompiledTemplate:
             result = expression(**scope)
             if isinstance(result, Undefined):
                 result._fail_with_undefined_error()
+            if isinstance(result, str | list | tuple):
+                env._check_size(len(result), "template result")
             return result
 
         return CompiledTemplate(source, evaluate_expression)
     template = env.from_string(source)
 
     def evaluate_text(scope: Mapping[str, Any]) -> Any:
-        text = template.render(scope)
-        env._check_size(len(text), "template output")
-        return text
+        # Streamed, so a loop is stopped as soon as its output passes the limit.
+        chunks: list[str] = []
+        size = 0
+        for chunk in template.generate(scope):
+            size += len(chunk)
+            env._check_size(size, "template output")
+            chunks.append(chunk)
+        return "".join(chunks)
 
     return CompiledTemplate(source, evaluate_text)
 

@@ -166,7 +166,7 @@ class _Checker:
                         f"duplicate trigger id {trigger_id!r} (also /triggers/{seen[trigger_id]})",
                     )
                 seen.setdefault(trigger_id, index)
-            scope = _Scope(TRIGGER_NAMES, lambda node_id: "triggers cannot read node outputs")
+            scope = _Scope(TRIGGER_NAMES, lambda node_id: None)
             for field in ("parameters", "filter", "dedupe_key"):
                 if field in trigger:
                     self.check_templates(trigger[field], (*path, field), scope)
@@ -219,13 +219,16 @@ class _Checker:
             if ok and isinstance(edge.get("from"), str) and isinstance(edge.get("to"), str):
                 valid_edges.append((index, edge))
         graph = Graph(list(first_index), [(e["from"], e["to"]) for _, e in valid_edges])
-        self.check_graph_shape(graph, valid_edges, first_index, base)
+        cyclic = self.check_graph_shape(graph, valid_edges, first_index, base)
+        # Ancestry is only known on a sound graph: with a broken edge or a cycle, reporting
+        # "not upstream" would blame templates for the graph's mistake.
+        sound = not cyclic and len(valid_edges) == len(edges)
 
         error_targets = {e["to"] for _, e in valid_edges if e.get("on") == "error"}
         names = BASE_NAMES | extra_names
         for index, node in nodes:
             node_names = names | ({"error"} if node["id"] in error_targets else set())
-            scope = _Scope(frozenset(node_names), self._ancestor_rule(graph, node["id"]))
+            scope = _Scope(frozenset(node_names), self._ancestor_rule(graph, node["id"], sound))
             self.check_node(node, (*base, "nodes", index), scope)
         for index, edge in valid_edges:
             if isinstance(edge.get("when"), str):
@@ -234,7 +237,7 @@ class _Checker:
                 def edge_rule(ref: str, source: str = source) -> str | None:
                     if ref == source:
                         return None
-                    return self._ancestor_rule(graph, source)(ref)
+                    return self._ancestor_rule(graph, source, sound)(ref)
 
                 scope = _Scope(frozenset(names | {"output"}), edge_rule)
                 self.check_templates(edge["when"], (*base, "edges", index, "when"), scope)
@@ -251,10 +254,14 @@ class _Checker:
         edges: list[tuple[int, dict[str, Any]]],
         node_index: dict[str, int],
         base: Path_,
-    ) -> None:
-        """Cycles (reported at the edge that closes each) and nodes no entry node reaches."""
+    ) -> bool:
+        """Cycles (reported at the edge that closes each) and nodes no entry node reaches.
+
+        Returns whether the graph has a cycle.
+        """
         edge_index = {(e["from"], e["to"]): i for i, e in reversed(edges)}
-        for cycle in graph.cycles():
+        cycles = graph.cycles()
+        for cycle in cycles:
             closing = edge_index[(cycle[-1], cycle[0])]
             loop = " -> ".join([*cycle, cycle[0]])
             self.add(
@@ -267,8 +274,13 @@ class _Checker:
                 f"node {node_id!r} cannot be reached: no node without incoming edges leads to it "
                 "(it is only reachable from a cycle)",
             )
+        return bool(cycles)
 
-    def _ancestor_rule(self, graph: Graph, node_id: str) -> Callable[[str], str | None]:
+    def _ancestor_rule(
+        self, graph: Graph, node_id: str, sound: bool
+    ) -> Callable[[str], str | None]:
+        """Why `node_id` may not read `nodes.<ref>`: unknown, itself, or (on a sound graph) not
+        an ancestor."""
         known = list(graph.node_ids)
 
         def rule(ref: str) -> str | None:
@@ -276,7 +288,7 @@ class _Checker:
                 return _unknown_node(ref, known)
             if ref == node_id:
                 return f"node {node_id!r} cannot read its own output"
-            if not graph.is_ancestor(ref, node_id):
+            if sound and not graph.is_ancestor(ref, node_id):
                 return (
                     f"node {ref!r} is not upstream of {node_id!r}: a template can read only the "
                     f"outputs of nodes that finish before it (add edges leading from {ref!r} "
@@ -371,6 +383,8 @@ class _Checker:
                         else ""
                     ),
                 )
+            if "nodes" not in scope.names:
+                continue  # already reported as an unknown name
             for ref in sorted(refs.nodes):
                 reason = scope.node_ref(ref)
                 if reason is not None:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from pieces.base import Piece, PieceContext, StrictModel
+from pieces.base import Piece, PieceContext, PieceError, StrictModel
 
 
 class DelayPiece(Piece["DelayPiece.Input", dict[str, float]]):
@@ -85,20 +85,48 @@ class MapPiece(Piece["MapPiece.Input", list[Any]]):
     async def run(self, context: PieceContext, input: Input) -> list[Any]:
         limit = asyncio.Semaphore(input.max_concurrency)
         engine = context.engine
+        failed = asyncio.Event()
 
         async def one(index: int, item: Any) -> Any:
             names = {"item": item, "index": index}
             label = f"{context.node_id}[{index}]"
             async with limit:
-                if input.piece is not None:
-                    return await engine.run_piece_for_item(
-                        piece=input.piece, raw_input=input.input or {}, names=names, label=label
-                    )
-                assert input.workflow is not None
-                return await engine.run_subgraph(graph=input.workflow, names=names, label=label)
+                if failed.is_set():
+                    return _NOT_RUN
+                try:
+                    if input.piece is not None:
+                        return await engine.run_piece_for_item(
+                            piece=input.piece, raw_input=input.input or {}, names=names, label=label
+                        )
+                    assert input.workflow is not None
+                    return await engine.run_subgraph(graph=input.workflow, names=names, label=label)
+                except Exception:
+                    failed.set()
+                    raise
 
-        # One coroutine per item is created up front but each waits on the semaphore before any
-        # work: items are plain data, so a 10,000-item map costs a list, not threads.
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(i, item)) for i, item in enumerate(input.items)]
-        return [task.result() for task in tasks]
+        # Items are plain data; each waits on the semaphore before doing any work. After a
+        # failure no further item starts, and those already running finish normally.
+        outcomes = await asyncio.gather(
+            *(one(i, item) for i, item in enumerate(input.items)), return_exceptions=True
+        )
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, asyncio.CancelledError):
+                raise outcome
+            if isinstance(outcome, BaseException):
+                raise _item_error(context.node_id, index, outcome, len(input.items))
+        return list(outcomes)
+
+
+_NOT_RUN = object()
+
+
+def _item_error(node_id: str, index: int, exc: BaseException, total: int) -> PieceError:
+    """The map node's error for its first failed item."""
+    message = exc.message if isinstance(exc, PieceError) else f"{type(exc).__name__}: {exc}"
+    kind = exc.error_type if isinstance(exc, PieceError) else type(exc).__name__
+    return PieceError(
+        f"item {index} of {total} ({node_id}[{index}]) failed: {message}",
+        error_type=kind,
+        retryable=getattr(exc, "retryable", True),
+        details={"index": index},
+    )

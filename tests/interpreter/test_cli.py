@@ -1,0 +1,150 @@
+"""`altlas-flows` as a user runs it: a real subprocess, real files, the session's Prefect server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "definitions" / "examples"
+
+
+def altlas(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deployments.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_validate_valid_files_exits_zero() -> None:
+    done = altlas("validate", str(EXAMPLES / "chain.json"), str(EXAMPLES / "map.json"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(": valid") == 2
+
+
+def test_validate_reports_problems_as_json_with_pointers(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps({"format": 1, "id": "x", "nodes": [{"id": "a", "piece": "htp.request"}]})
+    )
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    done = altlas(
+        "validate", "--format", "json", str(bad), str(broken), str(EXAMPLES / "chain.json")
+    )
+    assert done.returncode == 1
+    rows = json.loads(done.stdout)
+    assert rows[0]["file"] == str(bad)
+    assert rows[0]["path"] == "/nodes/0/piece"
+    assert "http.request" in rows[0]["message"]  # lists the known pieces
+    assert rows[1]["file"] == str(broken)
+    assert rows[1]["path"] == ""
+    assert "line 1" in rows[1]["message"]
+    assert len(rows) == 2
+
+
+def test_validate_text_names_file_and_pointer(tmp_path: Path) -> None:
+    bad = tmp_path / "cycle.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "id": "cyc",
+                "nodes": [
+                    {"id": "a", "piece": "core.delay", "input": {"seconds": 0}},
+                    {"id": "b", "piece": "core.delay", "input": {"seconds": 0}},
+                ],
+                "edges": [{"from": "a", "to": "b"}, {"from": "b", "to": "a"}],
+            }
+        )
+    )
+    done = altlas("validate", str(bad))
+    assert done.returncode == 1
+    assert f"{bad}: /edges/1: cycle: a -> b -> a" in done.stdout
+
+
+@pytest.mark.usefixtures("engine")
+def test_run_prints_the_result_as_json() -> None:
+    done = altlas(
+        "run", str(EXAMPLES / "branch-join.json"), "--param", "amount=20", "--param", "customer=Zed"
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["state"] == "completed"
+    assert result["output"] == {"decision": "approved Zed order of 20", "reviewed": False}
+    assert result["nodes"]["review"]["status"] == "skipped"
+    assert result["flow_run_id"]
+
+
+@pytest.mark.usefixtures("engine")
+def test_run_params_json_and_string_typed_params() -> None:
+    done = altlas(
+        "run",
+        str(EXAMPLES / "chain.json"),
+        "--params-json",
+        '{"name": "ignored"}',
+        "--param",
+        "name=123",  # the schema says string: stays "123", not the number 123
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["output"]["text"] == "HELLO, 123!"
+
+
+@pytest.mark.usefixtures("engine")
+def test_run_with_invalid_parameters_exits_2_and_names_the_parameter() -> None:
+    done = altlas("run", str(EXAMPLES / "order-sync.json"), "--param", "since=yesterday")
+    assert done.returncode == 2
+    assert "/since" in done.stderr
+
+
+@pytest.mark.usefixtures("engine")
+def test_run_of_a_failing_workflow_exits_1(tmp_path: Path) -> None:
+    failing = tmp_path / "fails.json"
+    failing.write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "id": "fails",
+                "nodes": [
+                    {"id": "a", "piece": "core.transform", "input": {"value": "{{ params.x }}"}}
+                ],
+            }
+        )
+    )
+    done = altlas("run", str(failing))
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["state"] == "failed"
+
+
+def test_pieces_list_and_show() -> None:
+    listing = altlas("pieces", "list", "--format", "json")
+    assert listing.returncode == 0, listing.stderr
+    catalogue = json.loads(listing.stdout)
+    keys = {row["key"] for row in catalogue["pieces"]}
+    assert {
+        "core.delay",
+        "core.transform",
+        "core.map",
+        "http.request",
+        "schedule",
+        "webhook",
+    } <= keys
+    assert catalogue["problems"] == []
+    shown = altlas("pieces", "show", "core.delay")
+    assert shown.returncode == 0
+    info = json.loads(shown.stdout)
+    assert info["input_schema"]["properties"]["seconds"]["minimum"] == 0
+    missing = altlas("pieces", "show", "core.nope")
+    assert missing.returncode == 2
+    assert "core.delay" in missing.stderr
