@@ -3,6 +3,9 @@
 Main entries: `validate` (all problems at once, with JSON Pointers) and `run_workflow` (one
 ad-hoc run, waited for). Deployments and the API use `interpreter.flow.workflow_flow` directly.
 
+Importing this package does not import Prefect (validation needs none of it); `run_workflow`
+and `arun_workflow` load it on first use.
+
 Example:
     ```python
     from interpreter import validate, run_workflow
@@ -12,14 +15,18 @@ Example:
     ```
 """
 
+from typing import TYPE_CHECKING, Any
+
 from interpreter.settings import apply_prefect_defaults
 
 apply_prefect_defaults()  # before anything imports Prefect
 
 from interpreter.problems import DefinitionError, ParameterError, Problem  # noqa: E402
 from interpreter.results import NodeResult, RunResult  # noqa: E402
-from interpreter.runner import arun_workflow, run_workflow  # noqa: E402
 from interpreter.validation import validate  # noqa: E402
+
+if TYPE_CHECKING:
+    from interpreter.runner import arun_workflow, run_workflow
 
 __all__ = [
     "DefinitionError",
@@ -31,3 +38,11 @@ __all__ = [
     "run_workflow",
     "validate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("run_workflow", "arun_workflow"):
+        from interpreter import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'interpreter' has no attribute {name!r}")

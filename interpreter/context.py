@@ -28,7 +28,7 @@ from pieces.settings import PieceSettings, get_piece_settings
 
 if TYPE_CHECKING:
     from interpreter.engine import Execution, NodeRecord, PlanRun
-    from interpreter.model import Node, Plan
+    from interpreter.model import Node, Plan, Workflow
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,14 @@ class RunServices:
     resolver: WorkflowResolver = field(default_factory=FileResolver)
     depth: int = 0
     """How many `core.subworkflow` levels this run is below the top-level run."""
+    prepared: tuple[dict[str, Any], Workflow] | None = None
+    """A definition the caller already validated, with its parsed form (saves doing it twice)."""
+
+    def prepared_workflow(self, definition: dict[str, Any]) -> Workflow | None:
+        """The parsed `definition` if the caller validated this very document, else None."""
+        if self.prepared is not None and self.prepared[0] == definition:
+            return self.prepared[1]
+        return None
 
 
 _services: contextvars.ContextVar[RunServices | None] = contextvars.ContextVar(
@@ -180,7 +188,7 @@ class NodeContext:
         resolved = await services.resolver.resolve(
             tenant=self._execution.run.tenant, workflow_id=workflow_id, version=version
         )
-        with using_services(replace(services, depth=services.depth + 1)):
+        with using_services(replace(services, depth=services.depth + 1, prepared=None)):
             return await run_child(
                 resolved.definition,
                 parameters,

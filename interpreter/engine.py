@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections import OrderedDict
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from interpreter import templates
-from interpreter.model import Node, Plan, Workflow
+from interpreter.model import Node, Plan, RetryPolicy, Workflow
 from interpreter.results import NodeResult, NodeStatus
 from interpreter.secrets import Redactor, SecretProvider
 from interpreter.settings import get_engine_settings
@@ -50,11 +51,15 @@ class RunCancelledError(Exception):
 
 
 class NodeFailure(Exception):
-    """What a failed attempt raises to Prefect: type and message only, secrets redacted."""
+    """What a failed attempt raises to Prefect: type and message only, secrets redacted.
 
-    def __init__(self, error: dict[str, Any]) -> None:
+    `retryable` is what Prefect's retry condition reads (`_retry_condition`).
+    """
+
+    def __init__(self, error: dict[str, Any], *, retryable: bool = True) -> None:
         super().__init__(f"{error['type']}: {error['message']}")
         self.error = error
+        self.retryable = retryable
 
 
 LiveStatus = Literal["pending", "running", "completed", "failed", "skipped", "cancelled"]
@@ -141,6 +146,7 @@ class Execution:
         self.secret_scope = SecretScope(self.secret_values)
         self.settings = get_engine_settings()
         self._subplans: dict[int, tuple[dict[str, Any], Plan]] = {}
+        self._running: set[asyncio.Future[Any]] = set()
 
     async def resolve_secrets(self) -> None:
         """Look up every secret the definition names literally (`secrets.NAME`), once per run."""
@@ -163,10 +169,19 @@ class Execution:
         return self.secret_values[name]
 
     def cancel(self, reason: str) -> None:
-        """Ask every running node to stop, and no new node to start."""
+        """Ask every running node to stop, and no new node to start.
+
+        Running pieces get `CANCEL_GRACE_SECONDS` to notice (`cancel_requested`) and return by
+        themselves; then they are cancelled.
+        """
         if not self.cancelled.is_set():
             self.cancel_reason = reason
             self.cancelled.set()
+            asyncio.get_running_loop().call_later(CANCEL_GRACE_SECONDS, self._stop_pieces)
+
+    def _stop_pieces(self) -> None:
+        for piece_task in list(self._running):
+            piece_task.cancel()
 
     async def guarded(self, work: Awaitable[Any], limit: float | None, what: str) -> Any:
         """Await `work` for at most `limit` seconds, stopping it if the run is cancelled.
@@ -176,24 +191,25 @@ class Execution:
             PieceError: `Timeout` when `limit` seconds passed first.
         """
         piece_task = asyncio.ensure_future(work)
-        stop = asyncio.ensure_future(self.cancelled.wait())
+        self._running.add(piece_task)
         try:
-            done, _ = await asyncio.wait(
-                {piece_task, stop}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
-            )
-            if piece_task in done:
-                return piece_task.result()
-            if stop in done:
-                # Give a cooperative piece (e.g. core.map) a moment to wind down by itself.
-                await asyncio.wait({piece_task}, timeout=CANCEL_GRACE_SECONDS)
-                await _cancel(piece_task)
-                raise RunCancelledError(self.cancel_reason)
-            await _cancel(piece_task)
+            if limit is None:
+                return await piece_task
+            async with asyncio.timeout(limit):
+                return await piece_task
+        except TimeoutError:
+            if self.cancelled.is_set():
+                raise RunCancelledError(self.cancel_reason) from None
             raise PieceError(
                 f"{what} took longer than timeout_seconds={limit:g}", error_type="Timeout"
-            )
+            ) from None
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this attempt itself is being cancelled: not ours to translate
+            raise RunCancelledError(self.cancel_reason) from None  # `cancel` stopped the piece
         finally:
-            stop.cancel()
+            self._running.discard(piece_task)
             if not piece_task.done():
                 await _cancel(piece_task)
 
@@ -239,7 +255,6 @@ class PlanRun:
         self._open = len(plan.nodes)
         self._all_decided = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._task_options: dict[str, Task[Any, Any]] = {}
 
     # --- scheduling --------------------------------------------------------------------------
 
@@ -280,24 +295,35 @@ class PlanRun:
         if self._open == 0:
             self._all_decided.set()
 
-    async def _execute(self, node_id: str) -> None:
-        node = self.plan.nodes[node_id]
-        record = self.records[node_id]
-        state = await self._task_for(node)(self, node_id, return_state=True)
-        if record.status == "running":  # the task ended without our attempt code recording it
-            record.status = "cancelled" if state.is_cancelled() else "failed"
-            record.error = record.error or self.error_record(
-                node, RuntimeError(state.message or "task ended unexpectedly")
-            )
-        record.finished_at = record.finished_at or datetime.now(UTC)
-        if record.status == "failed" and node.on_error == "continue":
-            record.status = "completed"
-            record.output = {"error": record.error}
-            record.taken = self._decide_quietly(node, record.output)
-        self._settle(node_id)
-        self._propagate(node, record)
+    async def _execute(self, node_id: str | None) -> None:
+        """Run a node; then run on, in this same task, the first node its outcome made ready
+        (a chain costs one asyncio task, not one per node) and start the others beside it."""
+        while node_id is not None:
+            node = self.plan.nodes[node_id]
+            record = self.records[node_id]
+            state = await self._task_for(node)(self, node_id, return_state=True)
+            if record.status == "running":  # the task ended without our attempt recording it
+                record.status = "cancelled" if state.is_cancelled() else "failed"
+                record.error = record.error or self.error_record(
+                    node, RuntimeError(state.message or "task ended unexpectedly")
+                )
+            record.finished_at = record.finished_at or datetime.now(UTC)
+            if record.status == "failed" and node.on_error == "continue":
+                record.status = "completed"
+                record.output = {"error": record.error}
+                record.taken = self._decide_quietly(node, record.output)
+            self._settle(node_id)
+            ready: list[str] = []
+            self._propagate(node, record, ready)
+            node_id = None
+            for next_id in ready:
+                if node_id is None and not self.execution.cancelled.is_set():
+                    node_id = next_id
+                else:
+                    self._start(next_id)
 
-    def _propagate(self, node: Node, record: NodeRecord) -> None:
+    def _propagate(self, node: Node, record: NodeRecord, ready: list[str]) -> None:
+        """Decide the edges leaving a settled node; nodes that may now run go into `ready`."""
         for edge in self.plan.outgoing[node.id]:
             taken = record.taken.get(edge.index, False)
             if edge.on == "error":
@@ -308,19 +334,20 @@ class PlanRun:
                 self._taken[edge.target] += 1
             self._undecided[edge.target] -= 1
             if self._undecided[edge.target] == 0:
-                self._ready(self.plan.nodes[edge.target])
+                self._ready(self.plan.nodes[edge.target], ready)
 
-    def _ready(self, node: Node) -> None:
+    def _ready(self, node: Node, ready: list[str]) -> None:
+        """All edges into `node` are decided: it runs (into `ready`) or is skipped."""
         record = self.records[node.id]
         if self.execution.cancelled.is_set():  # stays "pending": reported as cancelled
             self._settle(node.id)
-            self._propagate(node, record)
+            self._propagate(node, record, ready)
             return
         incoming = len(self.plan.incoming[node.id])
         taken = self._taken[node.id]
         runs = taken == incoming if node.join == "all" else taken > 0
         if runs:
-            self._start(node.id)
+            ready.append(node.id)
             return
         record.status = "skipped"
         self._settle(node.id)
@@ -330,7 +357,7 @@ class PlanRun:
             else "no incoming edge was taken"
         )
         self._spawn(_mark_skipped(record.label, reason))
-        self._propagate(node, record)
+        self._propagate(node, record, ready)
 
     # --- edges -------------------------------------------------------------------------------
 
@@ -391,23 +418,7 @@ class PlanRun:
     # --- Prefect tasks -----------------------------------------------------------------------
 
     def _task_for(self, node: Node) -> Task[Any, Any]:
-        found = self._task_options.get(node.id)
-        if found is None:
-            record = self.records[node.id]
-            execution = self.execution
-
-            def retry_condition(task: Task[Any, Any], task_run: TaskRun, state: State) -> bool:
-                return record.retryable and not execution.cancelled.is_set()
-
-            found = attempt_node.with_options(
-                name=record.label,
-                task_run_name=record.label,
-                retries=node.retry.max_attempts - 1,
-                retry_delay_seconds=node.retry.delays() or 0,
-                retry_condition_fn=retry_condition,
-            )
-            self._task_options[node.id] = found
-        return found
+        return _node_task(self.records[node.id].label, node.retry)
 
     async def run_attempt(self, node_id: str) -> State | None:
         """One attempt of one node; the body of the `attempt_node` task."""
@@ -431,7 +442,9 @@ class PlanRun:
                 record.finished_at = datetime.now(UTC)
             else:
                 await self._honour_retry_after(node, record, exc)
-            raise NodeFailure(record.error) from None
+            raise NodeFailure(
+                record.error, retryable=record.retryable and not self.execution.cancelled.is_set()
+            ) from None
         record.output, record.taken = output, taken
         record.error = None
         record.status = "completed"
@@ -500,6 +513,38 @@ async def attempt_node(plan_run: PlanRun, node_id: str) -> State | None:
 async def skipped_node(reason: str) -> State:
     """Marks a skipped node in the Prefect UI: a Completed state named "Skipped"."""
     return Completed(name="Skipped", message=reason)
+
+
+def _retry_condition(task: Task[Any, Any], task_run: TaskRun, state: State) -> bool:
+    """Prefect retries a node's attempt only when the failure says another try could help."""
+    failure = state.data
+    return not isinstance(failure, NodeFailure) or failure.retryable
+
+
+_TASK_CACHE: OrderedDict[tuple[str, int, tuple[float, ...]], Task[Any, Any]] = OrderedDict()
+_TASK_CACHE_SIZE = 4096
+
+
+def _node_task(label: str, retry: RetryPolicy) -> Task[Any, Any]:
+    """`attempt_node` named for one node with its retry policy, reused across runs."""
+    delays = tuple(retry.delays())
+    key = (label, retry.max_attempts, delays)
+    found = _TASK_CACHE.get(key)
+    if found is None:
+        found = attempt_node.with_options(
+            name=label,
+            task_run_name=label,
+            retries=retry.max_attempts - 1,
+            retry_delay_seconds=list(delays) or 0,
+            retry_condition_fn=_retry_condition,
+        )
+        if not retry.jitter:  # jittered delays differ on every run: nothing to reuse
+            _TASK_CACHE[key] = found
+            if len(_TASK_CACHE) > _TASK_CACHE_SIZE:
+                _TASK_CACHE.popitem(last=False)
+    else:
+        _TASK_CACHE.move_to_end(key)
+    return found
 
 
 async def _mark_skipped(label: str, reason: str) -> None:

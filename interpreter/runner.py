@@ -97,8 +97,9 @@ async def arun_workflow(
         registry=registry,
         secrets=MappingSecrets(secrets or {}, fallback=EnvironmentSecrets()),
         resolver=_resolver_for(definition),
+        prepared=(document, workflow),
     )
-    flow = named_flow(workflow.id, workflow.name)
+    flow = named_flow(workflow.id)
     with (
         using_services(services),
         tags(*run_tags(tenant=tenant, workflow_id=workflow.id, version=version)),

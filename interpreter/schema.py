@@ -18,6 +18,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 
@@ -38,6 +39,23 @@ def workflow_schema() -> dict[str, Any]:
 def workflow_validator() -> Draft202012Validator:
     """A compiled validator for whole workflow documents."""
     return Draft202012Validator(workflow_schema(), format_checker=FormatChecker())
+
+
+@lru_cache(maxsize=1)
+def _fast_workflow_validator() -> Any:
+    return jsonschema_rs.validator_for(workflow_schema())
+
+
+def workflow_schema_problems(document: Any) -> list[Problem]:
+    """Schema problems of a whole workflow document.
+
+    A valid document is accepted by `jsonschema-rs` (compiled, ~200x faster on large
+    definitions); only an invalid one is walked by `jsonschema`, whose errors we translate.
+    Both read the same schema file; a test checks they agree on every case of our corpus.
+    """
+    if _fast_workflow_validator().is_valid(document):
+        return []
+    return schema_problems(workflow_validator(), document)
 
 
 @lru_cache(maxsize=1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -169,6 +169,101 @@ def _environment() -> _BoundedEnvironment:
     return _BoundedEnvironment(get_engine_settings().template_max_output_chars)
 
 
+_PATH = re.compile(
+    r"""\s*([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*|\[\s*(?:'[^'\\]*'|"[^"\\]*"|\d+)\s*\])*)\s*"""
+)
+_SEGMENT = re.compile(r"""\.([A-Za-z_]\w*)|\[\s*(?:'([^'\\]*)'|"([^"\\]*)"|(\d+))\s*\]""")
+_BLOCK = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class _Path:
+    """A plain look-up such as `nodes.fetch.output.rows[0]['id']`: no calls, filters or maths."""
+
+    root: str
+    keys: tuple[str | int, ...]
+
+
+class _Miss(Exception):
+    """The fast path does not apply; evaluate with Jinja instead (same result, or its error)."""
+
+
+def _path(expression: str) -> _Path | None:
+    match = _PATH.fullmatch(expression)
+    if match is None or match.group(1) in ("true", "false", "none", "True", "False", "None"):
+        return None
+    keys: list[str | int] = []
+    for attr, single, double, index in _SEGMENT.findall(match.group(2)):
+        keys.append(int(index) if index else attr or single or double)
+    return _Path(match.group(1), tuple(keys))
+
+
+def _simple(source: str) -> _Path | tuple[str | _Path, ...] | None:
+    """`source` as plain look-ups (one whole one, or text around them), or None if it is more."""
+    if "{%" in source or "{#" in source:
+        return None
+    whole = whole_expression(source)
+    if whole is not None:
+        return _path(whole)
+    parts: list[str | _Path] = []
+    position = 0
+    for block in _BLOCK.finditer(source):
+        literal = source[position : block.start()]
+        path = _path(block.group(1))
+        if path is None or "{{" in literal or "}}" in literal:
+            return None
+        parts += [literal, path]
+        position = block.end()
+    tail = source[position:]
+    return None if "{{" in tail or "}}" in tail else (*parts, tail)
+
+
+def _look_up(path: _Path, scope: Mapping[str, Any]) -> Any:
+    """The value at `path`, when every step is a JSON key or list index; else `_Miss`."""
+    if path.root not in scope:
+        raise _Miss
+    value = scope[path.root]
+    for key in path.keys:
+        is_key = isinstance(key, str) and isinstance(value, Mapping) and key in value
+        is_index = isinstance(key, int) and isinstance(value, list) and key < len(value)
+        if is_key or is_index:
+            value = value[key]
+        else:
+            raise _Miss
+    return value
+
+
+def _fast(
+    simple: _Path | tuple[str | _Path, ...], slow: Callable[[Mapping[str, Any]], Any]
+) -> Callable[[Mapping[str, Any]], Any]:
+    """An evaluator for plain look-ups that defers to Jinja (`slow`) whenever a step misses."""
+    env = _environment()
+    if isinstance(simple, _Path):
+
+        def evaluate_path(scope: Mapping[str, Any]) -> Any:
+            try:
+                value = _look_up(simple, scope)
+            except _Miss:
+                return slow(scope)
+            if isinstance(value, str | list | tuple):
+                env._check_size(len(value), "template result")
+            return value
+
+        return evaluate_path
+
+    def evaluate_text(scope: Mapping[str, Any]) -> Any:
+        try:
+            text = "".join(
+                part if isinstance(part, str) else str(_look_up(part, scope)) for part in simple
+            )
+        except _Miss:
+            return slow(scope)
+        env._check_size(len(text), "template output")
+        return text
+
+    return evaluate_text
+
+
 @dataclass(frozen=True)
 class CompiledTemplate:
     """A parsed template: either one native-typed expression or a text template."""
@@ -179,7 +274,26 @@ class CompiledTemplate:
 
 @lru_cache(maxsize=65536)
 def compile_template(source: str) -> CompiledTemplate:
-    """Parse `source` once; raises `jinja2.TemplateSyntaxError` on bad syntax."""
+    """Parse `source` once; raises `jinja2.TemplateSyntaxError` on bad syntax.
+
+    Plain look-ups (`{{ nodes.fetch.output.body }}`, `Hello {{ params.name }}`) are evaluated
+    directly; Jinja compiles the template only for anything else, or when a look-up misses (so
+    errors and edge cases are exactly Jinja's).
+    """
+    simple = _simple(source)
+    if simple is None:
+        return CompiledTemplate(source, _jinja_evaluator(source))
+    slow: list[Callable[[Mapping[str, Any]], Any]] = []
+
+    def jinja(scope: Mapping[str, Any]) -> Any:
+        if not slow:
+            slow.append(_jinja_evaluator(source))
+        return slow[0](scope)
+
+    return CompiledTemplate(source, _fast(simple, jinja))
+
+
+def _jinja_evaluator(source: str) -> Callable[[Mapping[str, Any]], Any]:
     env = _environment()
     expr = whole_expression(source)
     if expr is not None:
@@ -193,7 +307,7 @@ def compile_template(source: str) -> CompiledTemplate:
                 env._check_size(len(result), "template result")
             return result
 
-        return CompiledTemplate(source, evaluate_expression)
+        return evaluate_expression
     template = env.from_string(source)
 
     def evaluate_text(scope: Mapping[str, Any]) -> Any:
@@ -206,7 +320,7 @@ def compile_template(source: str) -> CompiledTemplate:
             chunks.append(chunk)
         return "".join(chunks)
 
-    return CompiledTemplate(source, evaluate_text)
+    return evaluate_text
 
 
 def render_string(source: str, scope: Mapping[str, Any]) -> Any:
@@ -250,13 +364,21 @@ def truthy(value: Any) -> bool:
     return bool(value)
 
 
+@lru_cache(maxsize=65536)
 def syntax_error(source: str) -> str | None:
     """A message describing the syntax error in `source`, or None when it parses."""
+    if _simple(source) is not None:
+        return None
     try:
-        compile_template(source)
+        _parse(source)
     except TemplateSyntaxError as exc:
         return f"template syntax error: {exc.message} (line {exc.lineno})"
     return None
+
+
+def _parse(source: str) -> nodes.Template:
+    expr = whole_expression(source)
+    return _environment().parse("{{" + expr + "}}" if expr is not None else source)
 
 
 @dataclass(frozen=True)
@@ -276,10 +398,14 @@ class References:
 @lru_cache(maxsize=65536)
 def references(source: str) -> References:
     """The names a (syntactically valid) template refers to."""
-    env = _environment()
-    expr = whole_expression(source)
-    ast = env.parse("{{" + expr + "}}" if expr is not None else source)
-    used = frozenset(meta.find_undeclared_variables(ast))
+    simple = _simple(source)
+    if simple is not None:
+        return _path_references([simple] if isinstance(simple, _Path) else simple)
+    ast = _parse(source)
+    if "{%" in source:  # statements may define local names
+        used = frozenset(meta.find_undeclared_variables(ast))
+    else:
+        used = frozenset(n.name for n in ast.find_all(nodes.Name) if n.ctx == "load")
     static = {"nodes": set[str](), "secrets": set[str]()}
     static_uses = {"nodes": 0, "secrets": 0}
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
@@ -299,6 +425,24 @@ def references(source: str) -> References:
         nodes=frozenset(static["nodes"]),
         secrets=frozenset(static["secrets"]),
         dynamic_nodes="nodes" in used and total_nodes_uses > static_uses["nodes"],
+    )
+
+
+def _path_references(parts: Sequence[str | _Path]) -> References:
+    paths = [part for part in parts if isinstance(part, _Path)]
+    found: dict[str, set[str]] = {"nodes": set(), "secrets": set()}
+    dynamic = False
+    for path in paths:
+        if path.root in found:
+            if path.keys and isinstance(path.keys[0], str):
+                found[path.root].add(path.keys[0])
+            elif path.root == "nodes":
+                dynamic = True
+    return References(
+        names=frozenset(path.root for path in paths),
+        nodes=frozenset(found["nodes"]),
+        secrets=frozenset(found["secrets"]),
+        dynamic_nodes=dynamic,
     )
 
 

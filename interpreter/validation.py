@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from pydantic import ValidationError as PydanticValidationError
 
@@ -30,7 +31,7 @@ from interpreter.schema import (
     graph_validator,
     schema_problems,
     validator_for_schema,
-    workflow_validator,
+    workflow_schema_problems,
 )
 from pieces.registry import PieceRegistry, UnknownPieceError, default_registry
 
@@ -98,7 +99,7 @@ def validate_document(
 ) -> list[Problem]:
     """`validate` for an already-parsed document."""
     checker = _Checker(registry or default_registry())
-    checker.problems.extend(schema_problems(workflow_validator(), document))
+    checker.problems.extend(workflow_schema_problems(document))
     checker.check_workflow(document)
     return _ordered(checker.problems)
 
@@ -281,11 +282,10 @@ class _Checker:
     ) -> Callable[[str], str | None]:
         """Why `node_id` may not read `nodes.<ref>`: unknown, itself, or (on a sound graph) not
         an ancestor."""
-        known = list(graph.node_ids)
 
         def rule(ref: str) -> str | None:
             if ref not in graph.successors:
-                return _unknown_node(ref, known)
+                return _unknown_node(ref, list(graph.node_ids))
             if ref == node_id:
                 return f"node {node_id!r} cannot read its own output"
             if sound and not graph.is_ancestor(ref, node_id):
@@ -328,8 +328,11 @@ class _Checker:
         deferred = piece.deferred_inputs
         own = {k: v for k, v in raw_input.items() if k not in deferred}
         templated = list(_template_paths(own))
-        found = schema_problems(
-            _input_validator(key, self.registry), raw_input, path, ignore=templated
+        validators = _input_validators(key, self.registry)
+        found = (
+            []
+            if validators.fast.is_valid(raw_input)
+            else schema_problems(validators.full, raw_input, path, ignore=templated)
         )
         self.problems.extend(found)
         if not found and not templated and not _contains_template(own):
@@ -438,17 +441,29 @@ def _contains_template(value: Any) -> bool:
     return next(_template_strings(value, ()), None) is not None
 
 
-_input_validators: WeakKeyDictionary[PieceRegistry, dict[str, Draft202012Validator]] = (
+@dataclass(frozen=True)
+class _InputValidators:
+    """A piece's input schema compiled twice: a fast accept check and the one that explains."""
+
+    fast: Any
+    full: Draft202012Validator
+
+
+_input_validator_cache: WeakKeyDictionary[PieceRegistry, dict[str, _InputValidators]] = (
     WeakKeyDictionary()
 )
 
 
-def _input_validator(key: str, registry: PieceRegistry) -> Draft202012Validator:
-    """The compiled validator of a piece's input schema, built once per registry."""
-    cache = _input_validators.setdefault(registry, {})
+def _input_validators(key: str, registry: PieceRegistry) -> _InputValidators:
+    """The compiled validators of a piece's input schema, built once per registry."""
+    cache = _input_validator_cache.setdefault(registry, {})
     found = cache.get(key)
     if found is None:
-        found = cache[key] = validator_for_schema(registry.action(key).input_schema())
+        schema = registry.action(key).input_schema()
+        found = cache[key] = _InputValidators(
+            fast=jsonschema_rs.validator_for(schema, validate_formats=True),
+            full=validator_for_schema(schema),
+        )
     return found
 
 

@@ -115,9 +115,12 @@ def prefect_server() -> Iterator[str]:
     server.start(timeout=180)
     try:
         yield server.api_url
-        # Deliver queued logs and events while the server is still there.
+        # Deliver queued artifacts, logs and events while the server is still there.
         from prefect._internal.concurrency.services import QueueService
 
+        from interpreter.background import drain
+
+        drain(timeout=30)
         QueueService.drain_all(timeout=30)
     finally:
         server.stop()

@@ -9,6 +9,7 @@ from uuid import UUID
 import pytest
 
 from interpreter import arun_workflow
+from interpreter.background import drain
 from tests.support.definitions import edge, node, workflow
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -45,6 +46,7 @@ async def test_flow_run_task_runs_tags_skips_and_summary_artifact() -> None:
     )
     assert result.state == "completed"
     expected = {"fetch", "taken", "not_taken", "downstream_of_skip", "fails"}
+    assert await asyncio.to_thread(drain, 30)  # the summary artifact is delivered in background
     async with get_client() as client:
         flow_run = await client.read_flow_run(UUID(result.flow_run_id))
         flow = await client.read_flow(flow_run.flow_id)

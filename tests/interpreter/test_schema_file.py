@@ -32,3 +32,22 @@ def test_installed_package_ships_the_schema() -> None:
 
     shipped = resources.files("definitions").joinpath("workflow.schema.json").read_text()
     assert json.loads(shipped) == json.loads(SCHEMA_PATH.read_text())
+
+
+def test_fast_and_reference_validators_agree_on_every_corpus_document() -> None:
+    """jsonschema-rs only ever accepts documents early; jsonschema explains the rest. They must
+    agree, or the fast path would let through what the reference rejects."""
+    import jsonschema_rs
+
+    from interpreter.schema import workflow_validator
+    from tests.interpreter.test_validation import CASES
+
+    fast = jsonschema_rs.validator_for(workflow_schema())
+    reference = workflow_validator()
+    examples = [
+        json.loads(p.read_text()) for p in sorted(SCHEMA_PATH.parent.glob("examples/*.json"))
+    ]
+    documents = [case[1] for case in CASES] + examples
+    assert len(documents) > 60
+    for document in documents:
+        assert fast.is_valid(document) == reference.is_valid(document), document
