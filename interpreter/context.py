@@ -22,7 +22,7 @@ from pydantic import ValidationError as PydanticValidationError
 from interpreter import templates
 from interpreter.resolvers import FileResolver, WorkflowResolver
 from interpreter.secrets import EnvironmentSecrets, SecretProvider
-from pieces.base import PieceError, RunInfo
+from pieces.base import Piece, PieceError, RunInfo, json_output
 from pieces.registry import PieceRegistry, default_registry
 from pieces.settings import PieceSettings, get_piece_settings
 
@@ -80,9 +80,11 @@ class NodeContext:
         node: Node,
         record: NodeRecord,
         scope: dict[str, Any],
+        piece: type[Piece[Any, Any]],
         label: str | None = None,
     ) -> None:
         self._plan_run = plan_run
+        self._piece = piece
         self._execution: Execution = plan_run.execution
         self._node = node
         self._record = record
@@ -118,6 +120,15 @@ class NodeContext:
         return self
 
     async def secret(self, name: str) -> str:
+        """A tenant secret the piece declared in `secrets`; others are refused."""
+        if not any(requirement.name == name for requirement in self._piece.secrets):
+            raise PieceError(
+                f"piece {self._piece.key!r} asked for secret {name!r} without declaring it; a "
+                "piece can read only the secrets listed in its `secrets` (templates can use "
+                "any secret of the tenant: `{{ secrets.NAME }}`)",
+                error_type="UndeclaredSecret",
+                retryable=False,
+            )
         return await self._execution.secret(name)
 
     def render(self, value: Any, **names: Any) -> Any:
@@ -135,7 +146,7 @@ class NodeContext:
         self, piece_key: str, raw_input: dict[str, Any], names: dict[str, Any], label: str
     ) -> Any:
         """The body of one `map_item` task: render, validate and run one item's piece."""
-        from interpreter.engine import input_error, to_json_value
+        from interpreter.engine import input_error
 
         piece = self._execution.registry.instance(piece_key)
         scope = {**self._scope, **names}
@@ -145,10 +156,15 @@ class NodeContext:
         except PydanticValidationError as exc:
             raise input_error(piece_key, exc) from None
         context = NodeContext(
-            plan_run=self._plan_run, node=self._node, record=self._record, scope=scope, label=label
+            plan_run=self._plan_run,
+            node=self._node,
+            record=self._record,
+            scope=scope,
+            piece=type(piece),
+            label=label,
         )
         result = await self._execution.guarded(piece.run(context, model), None, label)
-        return to_json_value(result)
+        return json_output(result)
 
     async def run_subgraph(
         self, *, graph: dict[str, Any], names: dict[str, Any], label: str

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import Cancelled, Completed
 from prefect.tasks import Task
-from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from interpreter import templates
@@ -39,7 +37,7 @@ from interpreter.model import Node, Plan, RetryPolicy, Workflow
 from interpreter.results import NodeResult, NodeStatus
 from interpreter.secrets import Redactor, SecretProvider
 from interpreter.settings import get_engine_settings
-from pieces.base import PieceError, RunInfo, SecretNotFoundError
+from pieces.base import PieceError, RunInfo, SecretNotFoundError, json_output
 from pieces.registry import PieceRegistry
 
 CANCEL_GRACE_SECONDS = 0.5
@@ -436,6 +434,9 @@ class PlanRun:
         except Exception as exc:
             record.error = self.error_record(node, exc)
             record.retryable = bool(getattr(exc, "retryable", True))
+            if isinstance(exc, PieceError) and exc.details:
+                details = self.execution.redactor.value(exc.details)
+                get_run_logger().warning("node %r failed; details: %s", node.id, details)
             last = record.attempts >= node.retry.max_attempts or not record.retryable
             if last:
                 record.status = "failed"
@@ -462,9 +463,11 @@ class PlanRun:
             raise input_error(node.piece, exc) from None
         from interpreter.context import NodeContext
 
-        context = NodeContext(plan_run=self, node=node, record=record, scope=scope)
+        context = NodeContext(
+            plan_run=self, node=node, record=record, scope=scope, piece=type(piece)
+        )
         work = piece.run(context, model)
-        output = to_json_value(
+        output = json_output(
             await self.execution.guarded(work, node.timeout_seconds, f"attempt {record.attempts}")
         )
         return output, self.decide_success_edges(node, output)
@@ -566,29 +569,6 @@ def input_error(piece: str, exc: PydanticValidationError) -> PieceError:
     return PieceError(
         f"input of piece {piece!r} is invalid after evaluating templates: {details}",
         error_type="InvalidInput",
-        retryable=False,
-    )
-
-
-def to_json_value(value: Any) -> Any:
-    """A piece's return value as plain JSON data; raises `PieceError` if it is not JSON."""
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", by_alias=True)
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise PieceError(f"output {value} is not valid JSON", error_type="InvalidOutput")
-        return value
-    if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
-            raise PieceError("output object keys must be strings", error_type="InvalidOutput")
-        return {k: to_json_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json_value(v) for v in value]
-    raise PieceError(
-        f"output of type {type(value).__name__} is not JSON-serialisable",
-        error_type="InvalidOutput",
         retryable=False,
     )
 

@@ -113,7 +113,7 @@ def _translate(
         for name in _quoted(error.message):
             hint = difflib.get_close_matches(name, allowed, n=1)
             suggestion = f"; did you mean `{hint[0]}`?" if hint else ""
-            listed = f" Allowed here: {', '.join(allowed)}." if allowed else ""
+            listed = f". Allowed here: {', '.join(allowed)}." if allowed else ""
             yield (*path, name), f"unknown field `{name}`{suggestion}{listed}"
         return
     if custom:

@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
@@ -91,7 +92,9 @@ class PieceError(Exception):
             (e.g. a refused URL, invalid code), `True` lets the node's retry policy apply.
         retry_after_seconds: the earliest useful retry (e.g. from an HTTP `Retry-After` header); the
             engine waits at least this long, capped by the node's `max_delay_seconds`.
-        details: JSON-serialisable extra facts (status code, response excerpt, ...).
+        details: JSON-serialisable extra facts (status code, response excerpt, ...); the engine
+            writes them to the node's log. The node's `error` record stays `{node, type,
+            message, attempts}`, so put what a workflow must branch on in `error_type`.
     """
 
     def __init__(
@@ -227,7 +230,11 @@ class PieceContext(Protocol):
         ...
 
     async def secret(self, name: str) -> str:
-        """The tenant secret `name`; raises `SecretNotFoundError`. The value is redacted in logs."""
+        """The tenant secret `name`, which the piece must declare in `secrets`.
+
+        Raises `SecretNotFoundError` when the tenant has no such secret, and `PieceError`
+        (`UndeclaredSecret`) when the piece did not declare it. The value is redacted in logs.
+        """
         ...
 
     def render(self, value: Any, **names: Any) -> Any:
@@ -320,3 +327,32 @@ class TriggerPiece(PieceMeta):
 
 
 AnyPiece = type[Piece[Any, Any]] | type[TriggerPiece]
+
+
+def json_output(value: Any) -> Any:
+    """A piece's return value as plain JSON data (models dumped by alias, tuples as lists).
+
+    Raises:
+        PieceError: `InvalidOutput` (not retryable) when the value is not JSON: NaN or
+            infinity, non-string object keys, or any other type.
+    """
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        raise _invalid_output(f"the number {value} is not valid JSON")
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise _invalid_output("object keys must be strings")
+        return {key: json_output(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_output(item) for item in value]
+    raise _invalid_output(f"a value of type {type(value).__name__} is not JSON")
+
+
+def _invalid_output(reason: str) -> PieceError:
+    return PieceError(f"the piece returned invalid output: {reason}", error_type="InvalidOutput",
+                      retryable=False)  # fmt: skip

@@ -11,6 +11,7 @@ value the piece class:
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 from collections.abc import Collection, Iterable
@@ -30,10 +31,23 @@ logger = logging.getLogger(__name__)
 class UnknownPieceError(LookupError):
     """A node or trigger names a piece that is not registered."""
 
-    def __init__(self, key: str, kind: PieceKind, known: Iterable[str]) -> None:
+    def __init__(
+        self, key: str, kind: PieceKind, known: Iterable[str], refused_from: str | None = None
+    ) -> None:
         known_list = ", ".join(sorted(known)) or "(none)"
-        what = "piece" if kind is PieceKind.ACTION else "trigger type"
-        super().__init__(f"{what} {key!r} is not installed; known: {known_list}")
+        what, kinds = (
+            ("piece", "pieces") if kind is PieceKind.ACTION else ("trigger type", "trigger types")
+        )
+        if refused_from is not None:
+            message = (
+                f"{what} {key!r} is installed (distribution {refused_from!r}) but not allowed "
+                f"here: add {refused_from!r} to ALTLAS_PIECES_ALLOW; allowed {kinds}: {known_list}"
+            )
+        else:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            message = f"{what} {key!r} is not installed{hint}; known {kinds}: {known_list}"
+        super().__init__(message)
         self.key = key
         self.kind = kind
 
@@ -55,6 +69,7 @@ class PieceRegistry:
     _triggers: dict[str, type[TriggerPiece]] = field(default_factory=dict)
     _origins: dict[str, str] = field(default_factory=dict)
     _instances: dict[str, Piece[Any, Any]] = field(default_factory=dict)
+    _refused: dict[str, str] = field(default_factory=dict)
     problems: list[LoadProblem] = field(default_factory=list)
 
     def register(self, piece: Any, *, origin: str = "(registered in code)") -> None:
@@ -82,7 +97,9 @@ class PieceRegistry:
         try:
             return self._actions[key]
         except KeyError:
-            raise UnknownPieceError(key, PieceKind.ACTION, self._actions) from None
+            raise UnknownPieceError(
+                key, PieceKind.ACTION, self._actions, self._refused.get(key)
+            ) from None
 
     def instance(self, key: str) -> Piece[Any, Any]:
         """The shared instance of action piece `key` (pieces keep no per-run state)."""
@@ -96,7 +113,9 @@ class PieceRegistry:
         try:
             return self._triggers[key]
         except KeyError:
-            raise UnknownPieceError(key, PieceKind.TRIGGER, self._triggers) from None
+            raise UnknownPieceError(
+                key, PieceKind.TRIGGER, self._triggers, self._refused.get(key)
+            ) from None
 
     def has_action(self, key: str) -> bool:
         """Whether an action piece `key` is registered."""
@@ -136,6 +155,7 @@ class PieceRegistry:
             or _normalise(dist) in {_normalise(name) for name in allow}
         )
         if not allowed:
+            self._refused[ep.name] = dist
             self._problem(ep, dist, "distribution not in ALTLAS_PIECES_ALLOW")
             return
         try:

@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
-
-from pieces.base import EngineServices, Piece, RunInfo, SecretNotFoundError
+from pieces.base import (
+    EngineServices,
+    Piece,
+    PieceError,
+    RunInfo,
+    SecretNotFoundError,
+    json_output,
+)
 from pieces.settings import PieceSettings, get_piece_settings
 
 
@@ -54,12 +59,20 @@ class StandaloneContext:
     settings: PieceSettings = field(default_factory=get_piece_settings)
     secrets: Mapping[str, str] = field(default_factory=dict)
     cancel_requested: bool = False
+    piece: type[Piece[Any, Any]] | None = None
+    """When set (`run_piece` sets it), only the secrets this piece declares can be read."""
 
     @property
     def engine(self) -> EngineServices:
         return _NoEngine()
 
     async def secret(self, name: str) -> str:
+        if self.piece is not None and not any(s.name == name for s in self.piece.secrets):
+            raise PieceError(
+                f"piece {self.piece.key!r} asked for secret {name!r} without declaring it",
+                error_type="UndeclaredSecret",
+                retryable=False,
+            )
         try:
             return self.secrets[name]
         except KeyError:
@@ -75,10 +88,10 @@ async def run_piece(
     *,
     context: StandaloneContext | None = None,
 ) -> Any:
-    """Validate `input` against the piece's `Input` model, run it once, return JSON-ready output."""
+    """Validate `input` against the piece's `Input` model, run it once, return its output as the
+    engine would record it (JSON, models dumped by alias; `InvalidOutput` otherwise)."""
     instance = piece()
     model = piece.Input.model_validate(dict(input))
-    result = await instance.run(context or StandaloneContext(), model)
-    if isinstance(result, BaseModel):
-        return result.model_dump(mode="json")
-    return result
+    context = replace(context or StandaloneContext(), piece=piece)
+    result = await instance.run(context, model)
+    return json_output(result)

@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import pytest
 
 from interpreter import arun_workflow
 from tests.support.definitions import edge, node, workflow
+from tests.support.prefect import flow_run_logs
 from tests.support.service import RunningService
 
 pytestmark = pytest.mark.usefixtures("engine")
 
 SECRET = "s3cr3t-value-42"
-
-
-async def flow_run_logs(flow_run_id: str) -> list[str]:
-    """Every log message Prefect stored for a flow run and its task runs."""
-    from prefect import get_client
-    from prefect._internal.concurrency.services import QueueService
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-    await asyncio.get_running_loop().run_in_executor(None, QueueService.drain_all, 10)
-    async with get_client() as client:
-        logs = await client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)]))
-        )
-    return [log.message for log in logs]
 
 
 # --- secrets ---------------------------------------------------------------------------------

@@ -63,7 +63,11 @@ CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
         with_changes(nodes__2__piece="delay"),
         [("/nodes/2/piece", "namespace.name")],
     ),
-    ("unknown piece", with_changes(nodes__2__piece="htp.request"), [("/nodes/2/piece", "known")]),
+    (
+        "unknown piece",
+        with_changes(nodes__2__piece="htp.request"),
+        [("/nodes/2/piece", "did you mean 'http.request'")],
+    ),
     (
         "unknown node field",
         with_changes(nodes__0__retires={}),
@@ -266,7 +270,7 @@ CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
     (
         "unknown trigger type",
         with_changes(triggers=[{"id": "t", "type": "carrier-pigeon"}]),
-        [("/triggers/0/type", "known: manual, schedule, webhook")],
+        [("/triggers/0/type", "known trigger types: manual, schedule, webhook")],
     ),
     (
         "duplicate trigger id",

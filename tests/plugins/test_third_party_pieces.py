@@ -30,7 +30,7 @@ import pytest
 from interpreter import arun_workflow, validate
 from pieces.registry import ENTRY_POINT_GROUP, LoadProblem, PieceRegistry, default_registry
 from pieces.settings import get_piece_settings
-from tests.interpreter.test_engine_data import flow_run_logs
+from tests.support.prefect import flow_run_logs
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(__file__).resolve().parent / "acme-pieces"
@@ -135,7 +135,10 @@ def test_without_the_allow_list_the_package_is_refused_and_never_imported(on_pat
     assert not default_registry().has_action(KEY)
     problems = validate(EXAMPLES / "invoice.json")
     assert [p.path for p in problems] == ["/nodes/0/piece"]
-    assert problems[0].message.startswith("piece 'acme.invoice_total' is not installed; known: ")
+    assert problems[0].message.startswith(
+        "piece 'acme.invoice_total' is installed (distribution 'acme-pieces') but not allowed "
+        "here: add 'acme-pieces' to ALTLAS_PIECES_ALLOW"
+    )
 
 
 def test_an_unset_allow_list_loads_every_installed_distribution(on_path: Path) -> None:

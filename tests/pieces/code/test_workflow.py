@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-from uuid import UUID
-
 import pytest
 
 from interpreter import arun_workflow
 from tests.pieces.code.conftest import sandbox_processes
 from tests.support.definitions import edge, node, workflow
+from tests.support.prefect import flow_run_logs
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
@@ -19,20 +17,6 @@ def main(inputs):
     print(f"summarising {len(orders)} orders for {inputs['who']}")
     return {"total": sum(o["amount"] for o in orders), "count": len(orders)}
 """
-
-
-async def flow_run_logs(flow_run_id: str) -> list[str]:
-    """Every log message Prefect stored for a flow run and its task runs."""
-    from prefect import get_client
-    from prefect._internal.concurrency.services import QueueService
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-    await asyncio.get_running_loop().run_in_executor(None, QueueService.drain_all, 10)
-    async with get_client() as client:
-        logs = await client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)]))
-        )
-    return [log.message for log in logs]
 
 
 async def test_a_code_node_in_a_workflow() -> None:
