@@ -24,8 +24,8 @@ def cmd_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Start (or reuse) the local Prefect server, run the examples, print the addresses."""
     from deployments.local import LocalServer
 
-    home = Path(os.environ.get("ALTLAS_HOME", ".altlas")).resolve()
-    server = LocalServer(home=home, port=args.port)
+    server = LocalServer(home=_home(), port=args.port)
+    home = server.home
     out.write(f"starting the Prefect server (SQLite in {home}) ...\n")
     out.flush()
     started = server.start()
@@ -54,6 +54,20 @@ def cmd_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     finally:
         server.stop()
     return 0
+
+
+def cmd_down(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Stop the server `altlas-flows up --detach` left running."""
+    from deployments.local import LocalServer
+
+    stopped = LocalServer(home=_home(), port=args.port).stop_recorded()
+    out.write("stopped the local Prefect server\n" if stopped else "no local server was running\n")
+    return 0
+
+
+def _home() -> Path:
+    """Where the embedded default keeps its data: `ALTLAS_HOME`, default `./.altlas`."""
+    return Path(os.environ.get("ALTLAS_HOME", ".altlas")).resolve()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -92,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--detach", action="store_true", help="return once ready; keep it running")
     up.add_argument("--no-examples", action="store_true", help="do not run the examples")
     up.set_defaults(handler=cmd_up)
+    down = commands.add_parser("down", help="stop the server `up --detach` left running")
+    down.add_argument("--port", type=int, default=4200)
+    down.set_defaults(handler=cmd_down)
     return parser
 
 

@@ -7,6 +7,7 @@ home under `ALTLAS_HOME` (default `./.altlas`), and every setting that would rea
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,11 @@ class LocalServer:
     database_url: str | None = None
     """Prefect's own database; SQLite under `home` when None (the embedded default)."""
     process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid_file(self) -> Path:
+        """Where a server started by `start` records its process id (for `altlas-flows down`)."""
+        return self.home / "prefect-server.pid"
 
     @property
     def api_url(self) -> str:
@@ -74,6 +80,7 @@ class LocalServer:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
+        self.pid_file.write_text(str(self.process.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -98,3 +105,23 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self.process = None
+        self.pid_file.unlink(missing_ok=True)
+
+    def stop_recorded(self, *, timeout: float = 20.0) -> bool:
+        """Stop a server an earlier `start` left running (`up --detach`); False if none was."""
+        try:
+            pid = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return False
+        try:
+            os.killpg(pid, signal.SIGTERM)  # the server and its workers share a session
+        except ProcessLookupError:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.healthy():
+            time.sleep(0.2)
+        if self.healthy():
+            os.killpg(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True

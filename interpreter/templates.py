@@ -6,7 +6,8 @@ Rules (from the definition format):
 - evaluation is sandboxed: no access to Python internals (underscored attributes, functions'
   globals, ...), no imports, data structures are immutable, and output is bounded: a single
   operation that would build a string or list longer than the configured limit is refused;
-- an undefined name or attribute is an error (`StrictUndefined`), not an empty string.
+- an undefined name or attribute is an error (`StrictUndefined`), not an empty string; only
+  `x if condition` without `else` is null when the condition is false (empty inside text).
 
 Each distinct template source is parsed once per process (`compile_template` is cached), so a
 1,000-node workflow does not pay for parsing 1,000 times per run.
@@ -302,6 +303,8 @@ def _jinja_evaluator(source: str) -> Callable[[Mapping[str, Any]], Any]:
         def evaluate_expression(scope: Mapping[str, Any]) -> Any:
             result = expression(**scope)
             if isinstance(result, Undefined):
+                if not isinstance(result, StrictUndefined):
+                    return None  # `x if condition` without `else`: Jinja's lenient undefined
                 result._fail_with_undefined_error()
             if isinstance(result, str | list | tuple):
                 env._check_size(len(result), "template result")

@@ -85,6 +85,14 @@ def test_undefined_names_and_attributes_are_errors_not_empty_strings() -> None:
     assert render_string("{{ params.missing is defined }}", SCOPE) is False
 
 
+def test_an_inline_if_without_else_is_null_not_an_error() -> None:
+    assert render_string("{{ params.n if params.n > 10 }}", SCOPE) is None
+    assert render_string("{{ params.n if params.n > 1 }}", SCOPE) == 5
+    assert render_string("n={{ params.n if params.n > 10 }}.", SCOPE) == "n=."
+    with pytest.raises(TemplateEvaluationError, match="no attribute 'missing'"):
+        render_string("{{ params.missing if true }}", SCOPE)
+
+
 def test_whole_expression_detection() -> None:
     assert whole_expression("{{ a }}") == " a "
     assert whole_expression("{{ a }} {{ b }}") is None

@@ -1,0 +1,57 @@
+"""`altlas-flows up` / `down`: the embedded default as the README's first command starts it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def altlas(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+    env["ALTLAS_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "deployments.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def test_up_starts_sqlite_prefect_runs_examples_and_down_stops_it(tmp_path: Path) -> None:
+    port = free_port()
+    up = altlas("up", "--detach", "--port", str(port), home=tmp_path)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"Prefect UI:  http://127.0.0.1:{port}" in up.stdout
+        ran = dict(re.findall(r"example (\S+)\s+(completed|failed|not run)", up.stdout))
+        assert ran["chain"] == "completed"
+        assert ran["map"] == "completed"
+        assert ran["error-edge"] == "completed"
+        assert ran["order-sync"] == "not run"  # needs `since`: listed, not run
+        assert (tmp_path / "prefect" / "prefect.db").is_file()  # the embedded SQLite default
+        ui = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert ui.status_code == 200
+        assert "<html" in ui.text.lower()
+        runs = httpx.post(f"http://127.0.0.1:{port}/api/flow_runs/filter", json={}, timeout=10)
+        assert {run["name"] for run in runs.json()} >= {"Greeting chain", "Price list"}
+    finally:
+        down = altlas("down", "--port", str(port), home=tmp_path)
+    assert down.returncode == 0
+    assert "stopped" in down.stdout
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+    assert "no local server" in altlas("down", "--port", str(port), home=tmp_path).stdout
