@@ -21,7 +21,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 N = 100
-ROUNDS = 11
+ROUNDS = 15
 PAUSE_SECONDS = 1.5
 
 

@@ -43,6 +43,9 @@ from pieces.registry import PieceRegistry
 CANCEL_GRACE_SECONDS = 0.5
 """On cancellation, how long a piece may take to notice and return before it is cancelled hard."""
 
+_STOP = "altlas: the run was cancelled"
+"""The message of the cancellations the engine itself sends to running pieces."""
+
 
 class RunCancelledError(Exception):
     """Raised inside a node attempt when the run is cancelled or timed out."""
@@ -144,7 +147,7 @@ class Execution:
         self.secret_scope = SecretScope(self.secret_values)
         self.settings = get_engine_settings()
         self._subplans: dict[int, tuple[dict[str, Any], Plan]] = {}
-        self._running: set[asyncio.Future[Any]] = set()
+        self._running: set[asyncio.Task[Any]] = set()
 
     async def resolve_secrets(self) -> None:
         """Look up every secret the definition names literally (`secrets.NAME`), once per run."""
@@ -178,38 +181,38 @@ class Execution:
             asyncio.get_running_loop().call_later(CANCEL_GRACE_SECONDS, self._stop_pieces)
 
     def _stop_pieces(self) -> None:
-        for piece_task in list(self._running):
-            piece_task.cancel()
+        for running in list(self._running):
+            running.cancel(_STOP)
 
     async def guarded(self, work: Awaitable[Any], limit: float | None, what: str) -> Any:
-        """Await `work` for at most `limit` seconds, stopping it if the run is cancelled.
+        """Await `work` in this task for at most `limit` seconds, stopping it if the run is
+        cancelled (`_stop_pieces` cancels the task with `_STOP`, and the cancellation is
+        taken back here: the Prefect task run around it then ends `Cancelled`, not `Crashed`).
 
         Raises:
             RunCancelledError: the run was cancelled (or timed out) meanwhile.
             PieceError: `Timeout` when `limit` seconds passed first.
         """
-        piece_task = asyncio.ensure_future(work)
-        self._running.add(piece_task)
+        current = asyncio.current_task()
+        if current is None:
+            raise RuntimeError("pieces run inside an asyncio task")
+        self._running.add(current)
         try:
             if limit is None:
-                return await piece_task
+                return await work
             async with asyncio.timeout(limit):
-                return await piece_task
+                return await work
         except TimeoutError:
-            if self.cancelled.is_set():
-                raise RunCancelledError(self.cancel_reason) from None
             raise PieceError(
                 f"{what} took longer than timeout_seconds={limit:g}", error_type="Timeout"
             ) from None
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # this attempt itself is being cancelled: not ours to translate
-            raise RunCancelledError(self.cancel_reason) from None  # `cancel` stopped the piece
+        except asyncio.CancelledError as exc:
+            if _STOP not in exc.args:
+                raise  # cancelled by someone else: not ours to translate
+            current.uncancel()
+            raise RunCancelledError(self.cancel_reason) from None
         finally:
-            self._running.discard(piece_task)
-            if not piece_task.done():
-                await _cancel(piece_task)
+            self._running.discard(current)
 
     def subplan(self, raw: dict[str, Any]) -> Plan:
         """The parsed form of a `core.map` sub-graph, parsed once per run."""
@@ -553,11 +556,6 @@ def _node_task(label: str, retry: RetryPolicy) -> Task[Any, Any]:
 async def _mark_skipped(label: str, reason: str) -> None:
     marker: Any = skipped_node.with_options(name=label, task_run_name=label)
     await marker(reason, return_state=True)
-
-
-async def _cancel(future: asyncio.Future[Any]) -> None:
-    future.cancel()
-    await asyncio.gather(future, return_exceptions=True)
 
 
 def input_error(piece: str, exc: PydanticValidationError) -> PieceError:

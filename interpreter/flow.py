@@ -25,6 +25,7 @@ from typing import Any
 from uuid import UUID
 
 from prefect import State, flow, get_client, get_run_logger, tags
+from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.concurrency.asyncio import concurrency
@@ -144,7 +145,7 @@ async def workflow_flow(
         redactor=redactor,
         services=services,
     )
-    await _name_flow_run(flow_run, workflow.name)
+    await _name_flow_run(context.client, flow_run, workflow.name)
     # Tags belong to the flow run only: each tag on a task costs a concurrency look-up.
     with redacting(redactor), TagsContext(current_tags=set()):
         async with _concurrency_slot(workflow, tenant):
@@ -159,11 +160,16 @@ async def workflow_flow(
     return _final_state(outcome)
 
 
-async def _name_flow_run(flow_run: FlowRun, name: str) -> None:
-    """Give the flow run the workflow's name (shown in the Prefect UI's run list)."""
+async def _name_flow_run(
+    client: PrefectClient | SyncPrefectClient, flow_run: FlowRun, name: str
+) -> None:
+    """Give the flow run the workflow's name (shown in the Prefect UI's run list), with the
+    run's own client (a new client costs an SSL context and file look-ups on every run)."""
     if flow_run.name != name:
-        async with get_client() as client:
+        if isinstance(client, PrefectClient):
             await client.set_flow_run_name(flow_run.id, name)
+        else:  # a sync engine's client (not how this async flow runs, but typed so)
+            client.set_flow_run_name(flow_run.id, name)
         flow_run.name = name
 
 
