@@ -72,6 +72,10 @@ class LocalServer:
             ),
         }
         env.pop("PREFECT_API_URL", None)
+        # The UI finds its API from these settings, not from `server start --port`.
+        env["PREFECT_SERVER_API_HOST"] = self.host
+        env["PREFECT_SERVER_API_PORT"] = str(self.port)
+        env["PREFECT_UI_API_URL"] = self.api_url
         command = [
             sys.executable, "-m", "prefect", "server", "start",
             "--host", self.host, "--port", str(self.port),

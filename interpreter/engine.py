@@ -27,8 +27,9 @@ from typing import Any, Literal
 
 from prefect import State, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRun
+from prefect.client.schemas.objects import RunInput, TaskRun, TaskRunResult
 from prefect.states import Cancelled, Completed
+from prefect.task_engine import run_task_async
 from prefect.tasks import Task
 from pydantic import ValidationError as PydanticValidationError
 
@@ -256,6 +257,7 @@ class PlanRun:
         self._open = len(plan.nodes)
         self._all_decided = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._states: dict[str, State] = {}
 
     # --- scheduling --------------------------------------------------------------------------
 
@@ -302,7 +304,13 @@ class PlanRun:
         while node_id is not None:
             node = self.plan.nodes[node_id]
             record = self.records[node_id]
-            state = await self._task_for(node)(self, node_id, return_state=True)
+            upstream, links = self._upstream(node_id)
+            state = await _run_task(
+                self._task_for(node),
+                {"plan_run": self, "node_id": node_id, "upstream": upstream},
+                links,
+            )
+            self._states[node_id] = state
             if record.status == "running":  # the task ended without our attempt recording it
                 record.status = "cancelled" if state.is_cancelled() else "failed"
                 record.error = record.error or self.error_record(
@@ -357,8 +365,23 @@ class PlanRun:
             if node.join == "all" and taken
             else "no incoming edge was taken"
         )
-        self._spawn(_mark_skipped(record.label, reason))
+        self._spawn(_mark_skipped(record.label, reason, *self._upstream(node.id)))
         self._propagate(node, record, ready)
+
+    def _upstream(self, node_id: str) -> tuple[list[str], set[TaskRunResult]]:
+        """The node's sources that ran: their ids, and links to their task runs.
+
+        The links are declared to Prefect as the task run's `upstream` input, which is how the
+        Prefect UI draws the graph's edges. (Prefect's `wait_for` would do the same but resolves
+        every upstream state synchronously first: 1.6 ms per node.)
+        """
+        sources = [e.source for e in self.plan.incoming[node_id] if e.source in self._states]
+        links = {
+            TaskRunResult(id=task_run_id)
+            for source in sources
+            if (task_run_id := self._states[source].state_details.task_run_id) is not None
+        }
+        return sources, links
 
     # --- edges -------------------------------------------------------------------------------
 
@@ -510,15 +533,33 @@ class PlanRun:
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, log_prints=False)
-async def attempt_node(plan_run: PlanRun, node_id: str) -> State | None:
-    """One attempt of one workflow node (the task run is named after the node)."""
+async def attempt_node(plan_run: PlanRun, node_id: str, upstream: list[str]) -> State | None:
+    """One attempt of one workflow node (the task run is named after the node; `upstream`
+    names the nodes it came after, shown as its inputs in the Prefect UI)."""
     return await plan_run.run_attempt(node_id)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-async def skipped_node(reason: str) -> State:
+async def skipped_node(reason: str, upstream: list[str]) -> State:
     """Marks a skipped node in the Prefect UI: a Completed state named "Skipped"."""
     return Completed(name="Skipped", message=reason)
+
+
+async def _run_task(
+    task_object: Task[Any, Any], parameters: dict[str, Any], links: set[TaskRunResult]
+) -> State:
+    """Run a task in this flow run and return its final state; `links` are upstream task runs
+    recorded as the task run's `upstream` input."""
+    dependencies: dict[str, set[RunInput]] = {"upstream": set(links)}
+    state = await run_task_async(
+        task_object,
+        parameters=parameters,
+        return_type="state",
+        dependencies=dependencies if links else None,
+    )
+    if not isinstance(state, State):
+        raise TypeError(f"Prefect returned {type(state).__name__}, not a task run state")
+    return state
 
 
 def _retry_condition(task: Task[Any, Any], task_run: TaskRun, state: State) -> bool:
@@ -553,9 +594,11 @@ def _node_task(label: str, retry: RetryPolicy) -> Task[Any, Any]:
     return found
 
 
-async def _mark_skipped(label: str, reason: str) -> None:
-    marker: Any = skipped_node.with_options(name=label, task_run_name=label)
-    await marker(reason, return_state=True)
+async def _mark_skipped(
+    label: str, reason: str, upstream: list[str], links: set[TaskRunResult]
+) -> None:
+    marker = skipped_node.with_options(name=label, task_run_name=label)
+    await _run_task(marker, {"reason": reason, "upstream": upstream}, links)
 
 
 def input_error(piece: str, exc: PydanticValidationError) -> PieceError:

@@ -46,6 +46,9 @@ def test_up_starts_sqlite_prefect_runs_examples_and_down_stops_it(tmp_path: Path
         ui = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
         assert ui.status_code == 200
         assert "<html" in ui.text.lower()
+        # The UI must call this server's API, not the default port's.
+        ui_settings = httpx.get(f"http://127.0.0.1:{port}/ui-settings", timeout=10).json()
+        assert ui_settings["api_url"] == f"http://127.0.0.1:{port}/api"
         runs = httpx.post(f"http://127.0.0.1:{port}/api/flow_runs/filter", json={}, timeout=10)
         assert {run["name"] for run in runs.json()} >= {"Greeting chain", "Price list"}
     finally:

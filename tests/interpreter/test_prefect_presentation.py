@@ -78,6 +78,12 @@ async def test_flow_run_task_runs_tags_skips_and_summary_artifact() -> None:
         assert state is not None
         assert (state.type.value, state.name) == ("COMPLETED", "Skipped")
     assert by_name["taken"].state.name == "Completed"  # type: ignore[union-attr]
+    # Each task run lists its upstream task run, so the Prefect UI draws the graph's edges.
+    upstream = {link.id for link in by_name["taken"].task_inputs.get("upstream", [])}
+    assert upstream == {by_name["fetch"].id}
+    assert by_name["fetch"].task_inputs.get("upstream", []) == []
+    skipped_upstream = {link.id for link in by_name["not_taken"].task_inputs.get("upstream", [])}
+    assert skipped_upstream == {by_name["fetch"].id}  # a skip is drawn from its cause
     assert by_name["fails"].state.type.value == "FAILED"  # type: ignore[union-attr]
 
     assert len(artifacts) == 1

@@ -93,7 +93,11 @@ class RunningService:
 def running_service(port: int) -> Iterator[RunningService]:
     """Serve `build_app` on 127.0.0.1:`port` until the block ends."""
     state = ServiceState()
-    config = uvicorn.Config(build_app(state), host="127.0.0.1", port=port, log_level="warning")
+    # log_config=None: uvicorn must not reconfigure the process's logging while Prefect's
+    # log handlers flush in other threads (logging.shutdown under the logging lock deadlocks).
+    config = uvicorn.Config(
+        build_app(state), host="127.0.0.1", port=port, log_level="warning", log_config=None
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="test-service", daemon=True)
     thread.start()
