@@ -5,8 +5,14 @@ which Prefect sends from background workers in batches and flushes at exit — i
 daemon thread with its own event loop, and sent `DELAY_SECONDS` later: by then the run's final
 state has been recorded, so the two do not compete for the server. The caller of a run gets its
 result without waiting for that API call; `drain()` delivers everything handed over at once and
-waits for it; it runs at interpreter exit, so a short-lived process (the CLI, a deployment run)
-loses nothing.
+waits for it; it runs when the process exits, so a short-lived process (the CLI, a deployment
+run) loses nothing.
+
+The exit-time drain must run *before* Prefect's own log and event workers flush and stop, or the
+artifact's event and log lines find them gone (and Prefect cannot start new ones once threading
+has begun shutting down). Prefect registers those workers' exit hooks with
+`threading._register_atexit`, which calls hooks in reverse order; the drain is registered the
+same way on the first delivery — after the run started Prefect's workers — so it runs first.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class _Courier:
         with self._changed:
             self._pending += 1
             if self._thread is None:
+                _drain_before_prefect_workers_stop(self.drain)
                 self._thread = threading.Thread(
                     target=self._serve, name="altlas-delivery", daemon=True
                 )
@@ -76,8 +83,17 @@ class _Courier:
                     self._changed.notify_all()
 
 
+def _drain_before_prefect_workers_stop(drain: Callable[[], bool]) -> None:
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is None:
+            raise RuntimeError("this Python has no threading._register_atexit")
+        register(drain)
+    except RuntimeError:  # not CPython, or already shutting down: at least drain at exit
+        atexit.register(drain)
+
+
 _courier = _Courier()
-atexit.register(_courier.drain)
 
 
 def deliver_later(work: Work) -> None:

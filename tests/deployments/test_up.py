@@ -51,6 +51,12 @@ def test_up_starts_sqlite_prefect_runs_examples_and_down_stops_it(tmp_path: Path
         assert ui_settings["api_url"] == f"http://127.0.0.1:{port}/api"
         runs = httpx.post(f"http://127.0.0.1:{port}/api/flow_runs/filter", json={}, timeout=10)
         assert {run["name"] for run in runs.json()} >= {"Greeting chain", "Price list"}
+        # Every example run's summary artifact arrived, though `up --detach` exits right after.
+        artifacts = httpx.post(
+            f"http://127.0.0.1:{port}/api/artifacts/filter", json={}, timeout=10
+        ).json()
+        assert {a["flow_run_id"] for a in artifacts} == {r["id"] for r in runs.json()}
+        assert "Traceback" not in up.stderr, up.stderr
     finally:
         down = altlas("down", "--port", str(port), home=tmp_path)
     assert down.returncode == 0
