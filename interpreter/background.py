@@ -85,12 +85,13 @@ class _Courier:
 
 def _drain_before_prefect_workers_stop(drain: Callable[[], bool]) -> None:
     register = getattr(threading, "_register_atexit", None)
-    try:
-        if register is None:
-            raise RuntimeError("this Python has no threading._register_atexit")
-        register(drain)
-    except RuntimeError:  # not CPython, or already shutting down: at least drain at exit
-        atexit.register(drain)
+    if register is not None:
+        try:
+            register(drain)
+            return
+        except RuntimeError:  # threading is already shutting down
+            pass
+    atexit.register(drain)  # not CPython, or too late: at least drain at interpreter exit
 
 
 _courier = _Courier()
