@@ -11,8 +11,10 @@ The filter:
   (`unshare`, `setns`, `mount` and the new mount API, `pivot_root`, `chroot`, `reboot`,
   `kexec_*`, modules, swap, clocks, host name, `acct`, `quotactl`, `syslog`, ...), that opens
   kernel attack surface (`bpf`, `perf_event_open`, `userfaultfd`, `io_uring_*`, `keyctl`,
-  `add_key`, `request_key`, `open_by_handle_at`, `personality`, ...), that leaves the process
-  group the worker kills (`setsid`, `setpgid`), and `socket`/`socketpair` of any family but
+  `add_key`, `request_key`, `open_by_handle_at`, `personality`, ...), that holds memory the
+  address-space limit does not count (`memfd_create`, `memfd_secret`, System V `shmget`/`shmat`
+  and `msgget`: through them a node could fill the host's RAM), that leaves the process group
+  the worker kills (`setsid`, `setpgid`), and `socket`/`socketpair` of any family but
   `AF_UNIX`; `ioctl(TIOCSTI)` and `ioctl(TIOCLINUX)` too;
 - answers `clone3` with `ENOSYS` (its flags are in memory a filter cannot read), so that the C
   library falls back to `clone`, whose flags the filter checks;
@@ -182,6 +184,11 @@ X86_64 = SyscallTable(
         "keyctl": 250,
         "add_key": 248,
         "request_key": 249,
+        "memfd_create": 319,
+        "memfd_secret": 447,
+        "shmget": 29,
+        "shmat": 30,
+        "msgget": 68,
     },
     clone=56,
     clone3=435,

@@ -495,6 +495,36 @@ def main(inputs):
     assert 0 < result["allocated_mb"] < 128
 
 
+async def test_memory_outside_the_address_space_is_refused(run_code: RunCode) -> None:
+    """memfds and System V shared memory hold memory that `RLIMIT_AS` does not count: a node
+    could fill the host's RAM through them, whatever its `memory_mb`."""
+    code = (
+        ATTEMPT
+        + """
+import ctypes, os
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+def call(name, *args):
+    if getattr(libc, name)(*args) == -1:
+        number = ctypes.get_errno()
+        raise OSError(number, os.strerror(number))
+
+def main(inputs):
+    return {
+        "memfd_create": attempt(os.memfd_create, "hold"),
+        "shmget": attempt(call, "shmget", 0, 1 << 20, 0o1600),
+        "msgget": attempt(call, "msgget", 0, 0o1600),
+    }
+"""
+    )
+    assert await run_code(code, memory_mb=64) == {
+        "memfd_create": EPERM,
+        "shmget": EPERM,
+        "msgget": EPERM,
+    }
+
+
 async def test_memory_bomb_without_recovery_is_a_code_error(run_code: RunCode) -> None:
     with pytest.raises(PieceError) as caught:
         await run_code("def main(inputs):\n    return 'x' * 10 ** 10\n", memory_mb=128)
