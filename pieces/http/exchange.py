@@ -137,10 +137,14 @@ async def fetch(spec: RequestSpec, options: FetchOptions, *, logger: Logger) -> 
     target = parse_or_refuse(str(first.url.copy_merge_params(dict(spec.query))))
     origin = target.origin
     limit = options.max_response_bytes
+    came_from: tuple[Target, int] | None = None  # the hop that redirected here, and its status
     for hop in range(options.max_redirects + 1):
         if target.origin != origin:
             spec = without_credentials(spec)
-        addresses = await resolve_checked(target, options.policy, options.resolver)
+        try:
+            addresses = await resolve_checked(target, options.policy, options.resolver)
+        except PieceError as exc:
+            raise exc if came_from is None else _reached_by_redirect(exc, *came_from) from None
         outgoing = Outgoing(spec.method, spec.headers, spec.content)
         async with open_pinned(
             target, addresses, outgoing, verify=options.verify, io_timeout=spec.timeout
@@ -154,7 +158,11 @@ async def fetch(spec: RequestSpec, options: FetchOptions, *, logger: Logger) -> 
                 return Fetched(target, spec.method, response, body)
         if hop == options.max_redirects:
             break
-        target = next_target(target, location)
+        try:
+            next_hop = next_target(target, location)
+        except PieceError as exc:
+            raise _reached_by_redirect(exc, target, status) from None
+        came_from, target = (target, status), next_hop
         spec = redirected(spec, status)
     raise PieceError(
         f"http.request: more than {options.max_redirects} redirects starting at "
@@ -163,6 +171,14 @@ async def fetch(spec: RequestSpec, options: FetchOptions, *, logger: Logger) -> 
         retryable=False,
         details={"max_redirects": options.max_redirects},
     )
+
+
+def _reached_by_redirect(refusal: PieceError, source: Target, status: int) -> PieceError:
+    """The refusal of a redirect's target, saying which response pointed there."""
+    refusal.message = f"{refusal.message} (the {status} redirect of {source.display()} led here)"
+    refusal.args = (refusal.message,)
+    refusal.details = {**refusal.details, "redirected_by": source.display()}
+    return refusal
 
 
 def next_target(current: Target, location: str) -> Target:

@@ -253,6 +253,10 @@ async def test_redirect_to_private_refused_at_the_hop(
         await call({"url": start.format(port=server.port)}, allow=["api.test"])
     assert caught.value.error_type == "ForbiddenAddress"
     assert "internal.test" in caught.value.message
+    # The message says where the refused target came from.
+    assert f"the 302 redirect of http://api.test:{server.port}/redirect led here" in (
+        caught.value.message
+    )
     assert server.paths() == ["/redirect"]
 
 
@@ -284,6 +288,7 @@ async def test_redirect_to_other_scheme_refused(
     with pytest.raises(PieceError) as caught:
         await call({"url": server.url("/redirect"), "query": {"to": location}})
     assert caught.value.error_type == "InvalidUrl"
+    assert "redirect of http://127.0.0.1" in caught.value.message
 
 
 async def test_environment_proxy_is_ignored(
