@@ -448,15 +448,15 @@ class PlanRun:
         """One attempt of one node; the body of the `attempt_node` task."""
         node = self.plan.nodes[node_id]
         record = self.records[node_id]
+        if self.execution.cancelled.is_set():  # a retry that the run's end overtook
+            return self._cancelled(record)
         record.attempts += 1
         record.status = "running"
         record.started_at = record.started_at or datetime.now(UTC)
         try:
             output, taken = await self._attempt(node, record)
         except RunCancelledError:
-            record.status = "cancelled"
-            record.finished_at = datetime.now(UTC)
-            return Cancelled(message=self.execution.cancel_reason)
+            return self._cancelled(record)
         except Exception as exc:
             record.error = self.error_record(node, exc)
             record.retryable = bool(getattr(exc, "retryable", True))
@@ -467,11 +467,9 @@ class PlanRun:
             if last:
                 record.status = "failed"
                 record.finished_at = datetime.now(UTC)
-            else:
-                await self._honour_retry_after(node, record, exc)
-            raise NodeFailure(
-                record.error, retryable=record.retryable and not self.execution.cancelled.is_set()
-            ) from None
+            elif await self._wait_before_retry(node, record, exc):
+                return self._cancelled(record)
+            raise NodeFailure(record.error, retryable=not last) from None
         record.output, record.taken = output, taken
         record.error = None
         record.status = "completed"
@@ -498,18 +496,31 @@ class PlanRun:
         )
         return output, self.decide_success_edges(node, output)
 
-    async def _honour_retry_after(self, node: Node, record: NodeRecord, exc: Exception) -> None:
-        """Wait longer than the retry policy says when the piece asked to (`Retry-After`)."""
-        wanted = getattr(exc, "retry_after_seconds", None)
-        if not wanted:
-            return
-        cap = node.retry.max_delay_seconds
-        wanted = min(wanted, cap) if cap is not None else wanted
-        extra = wanted - node.retry.delay_before(record.attempts)
-        if extra > 0:
-            get_run_logger().info("waiting %.1fs more before retrying, as the service asked", extra)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.execution.cancelled.wait(), timeout=extra)
+    async def _wait_before_retry(self, node: Node, record: NodeRecord, exc: Exception) -> bool:
+        """Wait out the retry policy's delay (longer when the piece asked to, `Retry-After`);
+        True when the run was cancelled or timed out meanwhile.
+
+        The wait happens here, inside the attempt, rather than as Prefect's retry delay (which
+        nothing interrupts): a run's deadline or cancellation must not wait for a retry.
+        """
+        wait = node.retry.wait_before(record.attempts)
+        if wanted := getattr(exc, "retry_after_seconds", None):
+            cap = node.retry.max_delay_seconds
+            wait = max(wait, min(wanted, cap) if cap is not None else wanted)
+        get_run_logger().info(
+            "attempt %d of %d failed; retrying in %.1fs",
+            record.attempts,
+            node.retry.max_attempts,
+            wait,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.execution.cancelled.wait(), timeout=wait)
+        return self.execution.cancelled.is_set()
+
+    def _cancelled(self, record: NodeRecord) -> State:
+        record.status = "cancelled"
+        record.finished_at = datetime.now(UTC)
+        return Cancelled(message=self.execution.cancel_reason)
 
     def results(self) -> dict[str, NodeResult]:
         """Every node's public result, redacted."""
@@ -568,27 +579,29 @@ def _retry_condition(task: Task[Any, Any], task_run: TaskRun, state: State) -> b
     return not isinstance(failure, NodeFailure) or failure.retryable
 
 
-_TASK_CACHE: OrderedDict[tuple[str, int, tuple[float, ...]], Task[Any, Any]] = OrderedDict()
+_TASK_CACHE: OrderedDict[tuple[str, int], Task[Any, Any]] = OrderedDict()
 _TASK_CACHE_SIZE = 4096
 
 
 def _node_task(label: str, retry: RetryPolicy) -> Task[Any, Any]:
-    """`attempt_node` named for one node with its retry policy, reused across runs."""
-    delays = tuple(retry.delays())
-    key = (label, retry.max_attempts, delays)
+    """`attempt_node` named for one node with its number of retries, reused across runs.
+
+    Prefect retries immediately: the delay is waited out inside the failed attempt
+    (`PlanRun._wait_before_retry`), where a run's deadline or cancellation can cut it short.
+    """
+    key = (label, retry.max_attempts)
     found = _TASK_CACHE.get(key)
     if found is None:
         found = attempt_node.with_options(
             name=label,
             task_run_name=label,
             retries=retry.max_attempts - 1,
-            retry_delay_seconds=list(delays) or 0,
+            retry_delay_seconds=0,
             retry_condition_fn=_retry_condition,
         )
-        if not retry.jitter:  # jittered delays differ on every run: nothing to reuse
-            _TASK_CACHE[key] = found
-            if len(_TASK_CACHE) > _TASK_CACHE_SIZE:
-                _TASK_CACHE.popitem(last=False)
+        _TASK_CACHE[key] = found
+        if len(_TASK_CACHE) > _TASK_CACHE_SIZE:
+            _TASK_CACHE.popitem(last=False)
     else:
         _TASK_CACHE.move_to_end(key)
     return found

@@ -52,17 +52,18 @@ class RetryPolicy:
             delay = min(delay, self.max_delay_seconds)
         return delay
 
+    def wait_before(self, retry_number: int, rng: random.Random | None = None) -> float:
+        """The wait before retry `retry_number`, jitter applied (never above the cap)."""
+        delay = self.delay_before(retry_number)
+        if self.jitter:
+            delay *= (rng or random).uniform(1 - self.jitter, 1 + self.jitter)
+            if self.max_delay_seconds is not None:
+                delay = min(delay, self.max_delay_seconds)
+        return round(delay, 3)
+
     def delays(self, rng: random.Random | None = None) -> list[float]:
-        """The wait before each retry, jitter applied: what Prefect's `retry_delay_seconds` gets."""
-        waits = []
-        for number in range(1, self.max_attempts):
-            delay = self.delay_before(number)
-            if self.jitter:
-                delay *= (rng or random).uniform(1 - self.jitter, 1 + self.jitter)
-                if self.max_delay_seconds is not None:
-                    delay = min(delay, self.max_delay_seconds)
-            waits.append(round(delay, 3))
-        return waits
+        """The wait before each retry, jitter applied."""
+        return [self.wait_before(number, rng) for number in range(1, self.max_attempts)]
 
 
 @dataclass(frozen=True)

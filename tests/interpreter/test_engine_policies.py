@@ -188,6 +188,30 @@ async def test_run_timeout_stops_running_nodes_and_reports_timed_out() -> None:
     assert time.monotonic() - started < 30
 
 
+async def test_run_timeout_cuts_a_retry_wait_short(service: RunningService) -> None:
+    """A node waiting to retry is stopped by the run's deadline: no second attempt, no waiting
+    out the delay (found by an independent check against the spec)."""
+    started = time.monotonic()
+    result = await arun_workflow(
+        workflow(
+            [
+                node(
+                    "fetch",
+                    "http.request",
+                    input={"method": "GET", "url": f"{service.url}/flaky/deadline?fail=5"},
+                    retry={"max_attempts": 3, "delay_seconds": 30},
+                )
+            ],
+            timeout_seconds=1,
+        )
+    )
+    assert result.state == "timed_out"
+    assert result.nodes["fetch"].status == "cancelled"
+    assert result.nodes["fetch"].attempts == 1
+    assert service.state.calls["deadline"] == 1
+    assert time.monotonic() - started < 15
+
+
 async def test_independent_paths_run_concurrently() -> None:
     result = await arun_workflow(
         workflow([node(f"p{i}", "core.delay", input={"seconds": 1}) for i in range(5)])
