@@ -86,6 +86,18 @@ class Graph:
             self._ancestors = self._ancestor_bitsets()
         return bool(self._ancestors.get(node, 0) >> self._order[ancestor] & 1)
 
+    def upstream_of(self, node: str) -> set[str]:
+        """Every node with a path to `node`, cycles included (slower than `is_ancestor`; for
+        graphs that are known to be broken)."""
+        seen: set[str] = set()
+        queue = deque(self.predecessors.get(node, ()))
+        while queue:
+            pred = queue.popleft()
+            if pred not in seen:
+                seen.add(pred)
+                queue.extend(self.predecessors[pred])
+        return seen
+
     def _ancestor_bitsets(self) -> dict[str, int]:
         # Bit i of bits[n] is set when node number i is an ancestor of n. On a cyclic graph the
         # nodes on cycles are left out (the validator reports the cycle itself).

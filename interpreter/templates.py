@@ -32,7 +32,7 @@ from interpreter.settings import get_engine_settings
 from pieces.base import PieceError
 
 _MARKERS = ("{{", "{%", "{#")
-_WHOLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
+_WHOLE = re.compile(r"\{\{(?P<expr>.*)\}\}", re.DOTALL)
 _PERCENT_WIDTH = re.compile(r"%[-+ #0]*(\d+)")
 _BRACE_WIDTH = re.compile(r"\{[^{}]*:[^{}]*?(\d{4,})[^{}]*\}")
 
@@ -50,8 +50,9 @@ def is_template(value: Any) -> bool:
 
 
 def whole_expression(value: str) -> str | None:
-    """The expression of a string that is exactly one `{{ expression }}`, else None."""
-    match = _WHOLE.match(value)
+    """The expression of a string that is exactly one `{{ expression }}`, else None (text
+    around it, even a space, makes the string a rendered text)."""
+    match = _WHOLE.fullmatch(value)
     if match is None:
         return None
     expr = match.group("expr")

@@ -221,15 +221,28 @@ class _Checker:
                 valid_edges.append((index, edge))
         graph = Graph(list(first_index), [(e["from"], e["to"]) for _, e in valid_edges])
         cyclic = self.check_graph_shape(graph, valid_edges, first_index, base)
-        # Ancestry is only known on a sound graph: with a broken edge or a cycle, reporting
-        # "not upstream" would blame templates for the graph's mistake.
-        sound = not cyclic and len(valid_edges) == len(edges)
+        valid_indexes = {index for index, _ in valid_edges}
+        ends = [
+            tuple(
+                e[end] if isinstance(e.get(end), str) and e[end] in first_index else None
+                for end in ("from", "to")
+            )
+            for index, e in edges
+            if index not in valid_indexes
+        ]
+        ancestry = _Ancestry(
+            graph,
+            cyclic=cyclic,
+            dangling_sources=frozenset(src for src, dst in ends if src and not dst),
+            dangling_targets=frozenset(dst for src, dst in ends if dst and not src),
+            fully_dangling=any(not src and not dst for src, dst in ends),
+        )
 
         error_targets = {e["to"] for _, e in valid_edges if e.get("on") == "error"}
         names = BASE_NAMES | extra_names
         for index, node in nodes:
             node_names = names | ({"error"} if node["id"] in error_targets else set())
-            scope = _Scope(frozenset(node_names), self._ancestor_rule(graph, node["id"], sound))
+            scope = _Scope(frozenset(node_names), _ancestor_rule(ancestry, node["id"]))
             self.check_node(node, (*base, "nodes", index), scope)
         for index, edge in valid_edges:
             if isinstance(edge.get("when"), str):
@@ -238,7 +251,7 @@ class _Checker:
                 def edge_rule(ref: str, source: str = source) -> str | None:
                     if ref == source:
                         return None
-                    return self._ancestor_rule(graph, source, sound)(ref)
+                    return _ancestor_rule(ancestry, source)(ref)
 
                 scope = _Scope(frozenset(names | {"output"}), edge_rule)
                 self.check_templates(edge["when"], (*base, "edges", index, "when"), scope)
@@ -276,27 +289,6 @@ class _Checker:
                 "(it is only reachable from a cycle)",
             )
         return bool(cycles)
-
-    def _ancestor_rule(
-        self, graph: Graph, node_id: str, sound: bool
-    ) -> Callable[[str], str | None]:
-        """Why `node_id` may not read `nodes.<ref>`: unknown, itself, or (on a sound graph) not
-        an ancestor."""
-
-        def rule(ref: str) -> str | None:
-            if ref not in graph.successors:
-                return _unknown_node(ref, list(graph.node_ids))
-            if ref == node_id:
-                return f"node {node_id!r} cannot read its own output"
-            if sound and not graph.is_ancestor(ref, node_id):
-                return (
-                    f"node {ref!r} is not upstream of {node_id!r}: a template can read only the "
-                    f"outputs of nodes that finish before it (add edges leading from {ref!r} "
-                    f"to {node_id!r})"
-                )
-            return None
-
-        return rule
 
     # --- nodes and pieces --------------------------------------------------------------------
 
@@ -472,3 +464,53 @@ def _pydantic_errors(exc: PydanticValidationError) -> Iterator[tuple[Path_, str]
         loc = tuple(part for part in error["loc"] if isinstance(part, str | int))
         message = error["msg"].removeprefix("Value error, ")
         yield loc, message
+
+
+@dataclass(frozen=True)
+class _Ancestry:
+    """Whether a node's template may read `nodes.<ref>`, even on a broken graph.
+
+    On a sound graph that is plain ancestry. A cycle or an edge naming an unknown node is the
+    graph's mistake, not the template's: a reference is then reported only when no repair of
+    those edges (dropping an edge of the cycle, naming an existing node) could make it upstream.
+    """
+
+    graph: Graph
+    cyclic: bool
+    dangling_sources: frozenset[str]  # known sources of edges whose target is unknown
+    dangling_targets: frozenset[str]  # known targets of edges whose source is unknown
+    fully_dangling: bool  # an edge with neither end known: any repair is possible
+
+    def certainly_not_upstream(self, ref: str, node_id: str) -> bool:
+        if self.fully_dangling:
+            return False
+        if not (self.cyclic or self.dangling_sources or self.dangling_targets):
+            return not self.graph.is_ancestor(ref, node_id)
+        upstream = self.graph.upstream_of(node_id)
+        if ref in upstream:
+            return False
+        # Repaired, an edge from S could lead to this node: S and its ancestors may be read.
+        if any(ref == s or ref in self.graph.upstream_of(s) for s in self.dangling_sources):
+            return False
+        # Repaired, an edge into T could come from anywhere: so could this node's ancestry.
+        return not any(t == node_id or t in upstream for t in self.dangling_targets)
+
+
+def _ancestor_rule(ancestry: _Ancestry, node_id: str) -> Callable[[str], str | None]:
+    """Why `node_id` may not read `nodes.<ref>`: unknown, itself, or not upstream."""
+    graph = ancestry.graph
+
+    def rule(ref: str) -> str | None:
+        if ref not in graph.successors:
+            return _unknown_node(ref, list(graph.node_ids))
+        if ref == node_id:
+            return f"node {node_id!r} cannot read its own output"
+        if ancestry.certainly_not_upstream(ref, node_id):
+            return (
+                f"node {ref!r} is not upstream of {node_id!r}: a template can read only the "
+                f"outputs of nodes that finish before it (add edges leading from {ref!r} "
+                f"to {node_id!r})"
+            )
+        return None
+
+    return rule

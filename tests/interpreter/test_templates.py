@@ -27,7 +27,7 @@ SCOPE: dict[str, Any] = {
     ("source", "expected"),
     [
         ("{{ params.items }}", [1, 2, 3]),
-        ("  {{ params.n }}  ", 5),
+        ("  {{ params.n }}  ", "  5  "),  # text around it: a string (spec: "exactly one")
         ("{{ params.n > 3 }}", True),
         ("{{ nodes.fetch.output }}", {"total": 150, "rows": [{"a": 1}]}),
         ("{{ none }}", None),
@@ -98,6 +98,11 @@ def test_whole_expression_detection() -> None:
     assert whole_expression("{{ a }} {{ b }}") is None
     assert whole_expression("x {{ a }}") is None
     assert whole_expression("{{ '}}' }}") is None
+    # "Exactly one {{ }}": surrounding whitespace is text, so the result is a string.
+    assert whole_expression("{{ a }} ") is None
+    assert whole_expression("\n{{ a }}") is None
+    assert whole_expression("{{ a }}\n") is None
+    assert render({"v": "{{ 1 }} "}, {}) == {"v": "1 "}
 
 
 def test_truthiness_of_when_results() -> None:

@@ -153,6 +153,8 @@ CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
         [
             ("/edges/1", "cycle: b -> c -> b"),
             ("/nodes/1", "cannot be reached"),
+            # No path leads from a to b, cycle or not: the template's problem is reported too.
+            ("/nodes/1/input/value", "not upstream of 'b'"),
             ("/nodes/2", "cannot be reached"),
         ],
     ),
@@ -332,6 +334,68 @@ def test_all_problems_are_reported_at_once() -> None:
         "/nodes/1/input/value",
         "/nodes/2/piece",
     ]
+
+
+def chain_of(*ids: str, edges: list[tuple[str, str]], reads: dict[str, str]) -> dict[str, Any]:
+    """Transform nodes `ids`; node k of `reads` has the template `{{ nodes.<v>.output }}`."""
+    return {
+        "format": 1,
+        "id": "wf",
+        "nodes": [
+            {
+                "id": node_id,
+                "piece": "core.transform",
+                "input": {"value": "{{ nodes." + reads[node_id] + ".output }}"}
+                if node_id in reads
+                else {"value": 1},
+            }
+            for node_id in ids
+        ],
+        "edges": [{"from": a, "to": b} for a, b in edges],
+    }
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        pytest.param(
+            # An edge to an unknown node cannot make b upstream of c: both problems reported.
+            chain_of(
+                "a", "b", "c", edges=[("a", "b"), ("a", "c"), ("a", "ghost")], reads={"c": "b"}
+            ),
+            ["/edges/2/to", "/nodes/2/input/value"],
+            id="unknown target elsewhere",
+        ),
+        pytest.param(
+            # `a -> ghost` may have meant `a -> c`: c reading a is then the edge's fault alone.
+            chain_of("a", "b", "c", edges=[("a", "b"), ("a", "ghost")], reads={"c": "a"}),
+            ["/edges/1/to"],
+            id="unknown target may have been the reader",
+        ),
+        pytest.param(
+            # `ghost -> c` may have meant `b -> c`: c may read anything, b may not read c.
+            chain_of("a", "b", "c", edges=[("a", "b"), ("ghost", "c")], reads={"c": "b", "b": "c"}),
+            ["/edges/1/from", "/nodes/1/input/value"],
+            id="unknown source",
+        ),
+        pytest.param(
+            # A cycle b <-> c elsewhere does not make d upstream of a.
+            chain_of(
+                "a", "b", "c", "d",
+                edges=[("a", "b"), ("b", "c"), ("c", "b"), ("a", "d")],
+                reads={"a": "d", "b": "c"},
+            ),
+            ["/edges/2", "/nodes/0/input/value"],
+            id="cycle elsewhere",
+        ),
+    ],
+)  # fmt: skip
+def test_a_broken_graph_does_not_hide_template_problems(
+    document: dict[str, Any], expected: list[str]
+) -> None:
+    """Upstream checks still run on a graph with a cycle or a dangling edge, and report what no
+    repair of the graph could make valid (found by an independent check against the spec)."""
+    assert [p.path for p in validate(document)] == expected
 
 
 def test_map_inner_input_and_sub_graph_are_checked() -> None:
