@@ -6,6 +6,7 @@ import asyncio
 import random
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,12 @@ from tests.support.definitions import edge, node, workflow
 from tests.support.service import RunningService
 
 pytestmark = pytest.mark.usefixtures("engine")
+
+
+def flaky(service: RunningService, node_id: str, path: str, **fields: Any) -> dict[str, Any]:
+    """An `http.request` node calling the test service's `/flaky/<path>` (see its `fail=`)."""
+    url = f"{service.url}/flaky/{path}"
+    return node(node_id, "http.request", input={"method": "GET", "url": url}, **fields)
 
 
 def test_retry_policy_delays_fixed_exponential_capped_and_jittered() -> None:
@@ -40,10 +47,10 @@ async def test_retries_until_success_counting_attempts(service: RunningService) 
     result = await arun_workflow(
         workflow(
             [
-                node(
+                flaky(
+                    service,
                     "fetch",
-                    "http.request",
-                    input={"method": "GET", "url": f"{service.url}/flaky/retry-ok?fail=2"},
+                    "retry-ok?fail=2",
                     retry={"max_attempts": 4, "delay_seconds": 0.2, "backoff": "exponential"},
                 )
             ],
@@ -61,10 +68,10 @@ async def test_retries_exhausted_fail_with_the_last_error(service: RunningServic
     result = await arun_workflow(
         workflow(
             [
-                node(
+                flaky(
+                    service,
                     "fetch",
-                    "http.request",
-                    input={"method": "GET", "url": f"{service.url}/flaky/always?fail=99"},
+                    "always?fail=99",
                     retry={"max_attempts": 3, "delay_seconds": 0},
                 )
             ]
@@ -81,13 +88,10 @@ async def test_non_retryable_errors_are_not_retried(service: RunningService) -> 
     result = await arun_workflow(
         workflow(
             [
-                node(
+                flaky(
+                    service,
                     "fetch",
-                    "http.request",
-                    input={
-                        "method": "GET",
-                        "url": f"{service.url}/flaky/notfound?fail=99&status=404",
-                    },
+                    "notfound?fail=99&status=404",
                     retry={"max_attempts": 5, "delay_seconds": 0},
                 )
             ]
@@ -102,13 +106,10 @@ async def test_retry_after_is_honoured_within_the_retry_policy(service: RunningS
     result = await arun_workflow(
         workflow(
             [
-                node(
+                flaky(
+                    service,
                     "fetch",
-                    "http.request",
-                    input={
-                        "method": "GET",
-                        "url": f"{service.url}/flaky/busy?fail=1&status=503&retry_after=1",
-                    },
+                    "busy?fail=1&status=503&retry_after=1",
                     retry={"max_attempts": 2, "delay_seconds": 0.05},
                 )
             ]
@@ -123,17 +124,8 @@ async def test_defaults_retry_applies_to_nodes_without_their_own(service: Runnin
     result = await arun_workflow(
         workflow(
             [
-                node(
-                    "a",
-                    "http.request",
-                    input={"method": "GET", "url": f"{service.url}/flaky/dflt-a?fail=1"},
-                ),
-                node(
-                    "b",
-                    "http.request",
-                    input={"method": "GET", "url": f"{service.url}/flaky/dflt-b?fail=1"},
-                    retry={"max_attempts": 1},
-                ),
+                flaky(service, "a", "dflt-a?fail=1"),
+                flaky(service, "b", "dflt-b?fail=1", retry={"max_attempts": 1}),
             ],
             defaults={"retry": {"max_attempts": 2, "delay_seconds": 0}},
         )
@@ -195,10 +187,10 @@ async def test_run_timeout_cuts_a_retry_wait_short(service: RunningService) -> N
     result = await arun_workflow(
         workflow(
             [
-                node(
+                flaky(
+                    service,
                     "fetch",
-                    "http.request",
-                    input={"method": "GET", "url": f"{service.url}/flaky/deadline?fail=5"},
+                    "deadline?fail=5",
                     retry={"max_attempts": 3, "delay_seconds": 30},
                 )
             ],
