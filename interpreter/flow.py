@@ -28,10 +28,13 @@ from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.concurrency.asyncio import concurrency
-from prefect.context import FlowRunContext, TagsContext
+from prefect.context import AsyncClientContext, FlowRunContext, TagsContext
 from prefect.exceptions import ObjectAlreadyExists
+from prefect.flow_engine import run_flow_async
 from prefect.flows import Flow
-from prefect.states import Cancelled, Completed, Failed
+from prefect.logging import get_logger
+from prefect.states import Cancelled, Completed, Failed, Pending
+from prefect.utilities.urls import url_for
 
 from interpreter.background import deliver_later
 from interpreter.context import current_services
@@ -332,11 +335,35 @@ def named_flow(workflow_id: str) -> Flow[..., Any]:
     return workflow_flow.with_options(name=workflow_id)
 
 
-async def call_flow(flow: Flow[..., Any], **parameters: Any) -> State:
-    """Run `flow` in this process (a subflow when inside a run) and return its final state."""
-    call: Any = flow
-    state: State = await call(**parameters, return_state=True)
-    return state
+async def call_flow(
+    flow: Flow[..., Any], *, run_name: str | None = None, **parameters: Any
+) -> State:
+    """Run `flow` in this process (a subflow when inside a run) and return its final state.
+
+    A top-level run given `run_name` is created under that name, so that even Prefect's first
+    log line ("Beginning flow run ...") names the workflow; the request this costs is the one
+    renaming the run would.
+    """
+    if run_name is None or FlowRunContext.get() is not None:
+        call: Any = flow
+        state: State = await call(**parameters, return_state=True)
+        return state
+    async with AsyncClientContext.get_or_create() as client_context:  # the engine reuses it
+        flow_run = await client_context.client.create_flow_run(
+            flow,
+            name=run_name,
+            parameters=flow.serialize_parameters(parameters),
+            tags=TagsContext.get().current_tags,
+            state=Pending(),
+        )
+        if url := url_for(flow_run):
+            get_logger("engine").info("View at %s", url, extra={"send_to_api": False})
+        result = await run_flow_async(
+            flow, flow_run=flow_run, parameters=parameters, return_type="state"
+        )
+    if not isinstance(result, State):
+        raise TypeError(f"Prefect returned {type(result).__name__}, not a flow run state")
+    return result
 
 
 async def run_child(

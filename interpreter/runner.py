@@ -106,6 +106,7 @@ async def arun_workflow(
     ):
         state = await call_flow(
             flow,
+            run_name=workflow.name,
             definition=document,
             parameters=dict(parameters or {}),
             trigger=dict(trigger) if trigger is not None else manual_trigger(),

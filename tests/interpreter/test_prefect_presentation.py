@@ -22,6 +22,8 @@ async def test_flow_run_task_runs_tags_skips_and_summary_artifact() -> None:
         ArtifactFilterFlowRunId,
         FlowRunFilter,
         FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
     )
 
     result = await arun_workflow(
@@ -63,9 +65,19 @@ async def test_flow_run_task_runs_tags_skips_and_summary_artifact() -> None:
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id]))
         )
+        beginning = "Beginning flow run 'Presentation check' for flow 'presentation'"
+        for _ in range(100):  # logs arrive in batches, every couple of seconds
+            logs = await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id]))
+            )
+            if any(log.message == beginning for log in logs):
+                break
+            await asyncio.sleep(0.1)
 
     assert flow.name == "presentation"
     assert flow_run.name == "Presentation check"
+    # The run is created under the workflow's name: Prefect's own lines name it from the first.
+    assert any(log.message == beginning for log in logs), [log.message for log in logs]
     assert set(flow_run.tags) == {"tenant:acme", "workflow:presentation", "version:v7"}
     assert flow_run.state is not None
     assert flow_run.state.is_completed()
