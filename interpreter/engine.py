@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+from uuid import UUID
 
 from prefect import State, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -257,7 +258,7 @@ class PlanRun:
         self._open = len(plan.nodes)
         self._all_decided = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._states: dict[str, State] = {}
+        self._task_run_ids: dict[str, UUID | None] = {}  # of the nodes that ran
 
     # --- scheduling --------------------------------------------------------------------------
 
@@ -310,7 +311,7 @@ class PlanRun:
                 {"plan_run": self, "node_id": node_id, "upstream": upstream},
                 links,
             )
-            self._states[node_id] = state
+            self._task_run_ids[node_id] = state.state_details.task_run_id
             if record.status == "running":  # the task ended without our attempt recording it
                 record.status = "cancelled" if state.is_cancelled() else "failed"
                 record.error = record.error or self.error_record(
@@ -375,11 +376,11 @@ class PlanRun:
         Prefect UI draws the graph's edges. (Prefect's `wait_for` would do the same but resolves
         every upstream state synchronously first: 1.6 ms per node.)
         """
-        sources = [e.source for e in self.plan.incoming[node_id] if e.source in self._states]
+        sources = [e.source for e in self.plan.incoming[node_id] if e.source in self._task_run_ids]
         links = {
             TaskRunResult(id=task_run_id)
             for source in sources
-            if (task_run_id := self._states[source].state_details.task_run_id) is not None
+            if (task_run_id := self._task_run_ids[source]) is not None
         }
         return sources, links
 

@@ -260,16 +260,19 @@ async def _cancellation_watch(execution: Execution, flow_run_id: str) -> AsyncIt
     interval = get_engine_settings().cancel_poll_seconds
 
     async def watch() -> None:
-        while not execution.cancelled.is_set():
-            await asyncio.sleep(interval)  # most runs end before the first poll: no client
-            with contextlib.suppress(Exception):  # a missed poll is retried next time
-                async with get_client() as client:
+        async with contextlib.AsyncExitStack() as stack:
+            client: PrefectClient | None = None
+            while not execution.cancelled.is_set():
+                await asyncio.sleep(interval)  # most runs end before the first poll: no client
+                with contextlib.suppress(Exception):  # a missed poll is retried next time
+                    if client is None:  # one client for every later poll
+                        client = await stack.enter_async_context(get_client())
                     flow_run = await client.read_flow_run(UUID(flow_run_id))
-                if flow_run.state and flow_run.state.type in (
-                    StateType.CANCELLING,
-                    StateType.CANCELLED,
-                ):
-                    execution.cancel("cancelled: the flow run was cancelled in Prefect")
+                    if flow_run.state and flow_run.state.type in (
+                        StateType.CANCELLING,
+                        StateType.CANCELLED,
+                    ):
+                        execution.cancel("cancelled: the flow run was cancelled in Prefect")
 
     watcher = asyncio.ensure_future(watch())
     try:
