@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -21,14 +19,7 @@ pytestmark = pytest.mark.slow
 def altlas(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
     env["ALTLAS_HOME"] = str(home)
-    return subprocess.run(
-        [sys.executable, "-m", "deployments.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env=env,
-    )
+    return run_cli(*args, env=env, timeout=timeout)
 
 
 def test_up_starts_sqlite_prefect_runs_examples_and_down_stops_it(tmp_path: Path) -> None:

@@ -1,0 +1,22 @@
+"""`altlas-flows` run as a user runs it: a real subprocess, from the repository's root."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, env: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run `altlas-flows ARGS...` with exactly the environment `env`; capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "deployments.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=dict(env),
+    )
