@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 schema: $(STAMP)
-	$(BIN)/python -c 'from interpreter.schema import write_builtin_trigger_defs as w; w("definitions/workflow.schema.json")'
+	$(BIN)/python -c 'from interpreter.definition.schema import write_builtin_trigger_defs as w; w("definitions/workflow.schema.json")'
 
 clean:
 	rm -rf $(VENV) .altlas .pytest_cache .mypy_cache .ruff_cache

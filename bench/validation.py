@@ -15,10 +15,10 @@ import time
 import tracemalloc
 from typing import Any
 
-from interpreter import templates
-from interpreter.model import Workflow
-from interpreter.schema import workflow_validator
-from interpreter.validation import validate_document
+from interpreter.definition import templates
+from interpreter.definition.model import Workflow
+from interpreter.definition.schema import workflow_validator
+from interpreter.definition.validation import validate_document
 
 SIZES = (1_000, 10_000)
 ROUNDS = 5

@@ -1,7 +1,7 @@
 """ALT_LAS workflow interpreter: validate JSON workflow definitions and run them as Prefect flows.
 
 Main entries: `validate` (all problems at once, with JSON Pointers) and `run_workflow` (one
-ad-hoc run, waited for). Deployments and the API use `interpreter.flow.workflow_flow` directly.
+ad-hoc run, waited for). Deployments and the API use `interpreter.run.flow.workflow_flow` directly.
 
 Importing this package does not import Prefect (validation needs none of it); `run_workflow`
 and `arun_workflow` load it on first use.
@@ -21,9 +21,9 @@ from interpreter.settings import apply_prefect_defaults
 
 apply_prefect_defaults()  # before anything imports Prefect
 
-from interpreter.problems import DefinitionError, ParameterError, Problem  # noqa: E402
-from interpreter.results import NodeResult, RunResult  # noqa: E402
-from interpreter.validation import validate  # noqa: E402
+from interpreter.definition.problems import DefinitionError, ParameterError, Problem  # noqa: E402
+from interpreter.definition.validation import validate  # noqa: E402
+from interpreter.run.results import NodeResult, RunResult  # noqa: E402
 
 if TYPE_CHECKING:
     from interpreter.runner import arun_workflow, run_workflow

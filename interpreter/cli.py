@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from interpreter.problems import DefinitionError, ParameterError
-from interpreter.validation import load_definition, validate_document
+from interpreter.definition.problems import DefinitionError, ParameterError
+from interpreter.definition.validation import load_definition, validate_document
 
 LOCAL_PREFECT_API = "http://127.0.0.1:4200/api"
 

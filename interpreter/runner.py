@@ -20,15 +20,15 @@ from typing import Any
 
 from prefect import State, tags
 
-from interpreter.context import RunServices, using_services
-from interpreter.flow import RunOutcome, call_flow, manual_trigger, named_flow, run_tags
-from interpreter.model import Workflow
-from interpreter.parameters import prepare_parameters
-from interpreter.problems import DefinitionError
-from interpreter.resolvers import FileResolver, definition_version
-from interpreter.results import RunResult
-from interpreter.secrets import EnvironmentSecrets, MappingSecrets
-from interpreter.validation import Definition, load_definition, validate_document
+from interpreter.definition.model import Workflow
+from interpreter.definition.parameters import prepare_parameters
+from interpreter.definition.problems import DefinitionError
+from interpreter.definition.validation import Definition, load_definition, validate_document
+from interpreter.run.context import RunServices, using_services
+from interpreter.run.flow import RunOutcome, call_flow, manual_trigger, named_flow, run_tags
+from interpreter.run.resolvers import FileResolver, definition_version
+from interpreter.run.results import RunResult
+from interpreter.run.secrets import EnvironmentSecrets, MappingSecrets
 from pieces.registry import PieceRegistry, default_registry
 
 

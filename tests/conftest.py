@@ -118,7 +118,7 @@ def prefect_server() -> Iterator[str]:
         # Deliver queued artifacts, logs and events while the server is still there.
         from prefect._internal.concurrency.services import QueueService
 
-        from interpreter.background import drain
+        from interpreter.run.background import drain
 
         drain(timeout=30)
         QueueService.drain_all(timeout=30)

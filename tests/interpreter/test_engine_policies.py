@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from interpreter import arun_workflow
-from interpreter.model import RetryPolicy
+from interpreter.definition.model import RetryPolicy
 from tests.support.definitions import edge, node, workflow
 from tests.support.service import RunningService
 

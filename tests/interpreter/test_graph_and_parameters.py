@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from interpreter.graph import Graph
-from interpreter.parameters import apply_defaults, prepare_parameters
-from interpreter.problems import ParameterError
+from interpreter.definition.graph import Graph
+from interpreter.definition.parameters import apply_defaults, prepare_parameters
+from interpreter.definition.problems import ParameterError
 
 
 def test_topological_order_is_stable_and_none_on_cycles() -> None:

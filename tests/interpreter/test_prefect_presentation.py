@@ -9,7 +9,7 @@ from uuid import UUID
 import pytest
 
 from interpreter import arun_workflow
-from interpreter.background import drain
+from interpreter.run.background import drain
 from tests.support.definitions import edge, node, workflow
 
 pytestmark = pytest.mark.usefixtures("engine")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from jsonschema import Draft202012Validator
 
-from interpreter.schema import builtin_trigger_defs, workflow_schema
+from interpreter.definition.schema import builtin_trigger_defs, workflow_schema
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "definitions" / "workflow.schema.json"
 
@@ -39,7 +39,7 @@ def test_fast_and_reference_validators_agree_on_every_corpus_document() -> None:
     agree, or the fast path would let through what the reference rejects."""
     import jsonschema_rs
 
-    from interpreter.schema import workflow_validator
+    from interpreter.definition.schema import workflow_validator
     from tests.interpreter.test_validation import CASES
 
     fast = jsonschema_rs.validator_for(workflow_schema())

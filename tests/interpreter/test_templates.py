@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from interpreter.templates import (
+from interpreter.definition.templates import (
     TemplateEvaluationError,
     references,
     render,

@@ -22,7 +22,7 @@ import jsonschema_rs
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 
-from interpreter.problems import Problem, pointer
+from interpreter.definition.problems import Problem, pointer
 
 _QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'")
 

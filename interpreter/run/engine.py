@@ -34,10 +34,10 @@ from prefect.task_engine import run_task_async
 from prefect.tasks import Task
 from pydantic import ValidationError as PydanticValidationError
 
-from interpreter import templates
-from interpreter.model import Node, Plan, RetryPolicy, Workflow
-from interpreter.results import NodeResult, NodeStatus
-from interpreter.secrets import Redactor, SecretProvider
+from interpreter.definition import templates
+from interpreter.definition.model import Node, Plan, RetryPolicy, Workflow
+from interpreter.run.results import NodeResult, NodeStatus
+from interpreter.run.secrets import Redactor, SecretProvider
 from interpreter.settings import get_engine_settings
 from pieces.base import PieceError, RunInfo, SecretNotFoundError, json_output
 from pieces.registry import PieceRegistry
@@ -138,7 +138,7 @@ class Execution:
     registry: PieceRegistry
     secrets: SecretProvider
     redactor: Redactor
-    services: Any  # interpreter.context.RunServices; typed loosely to avoid an import cycle
+    services: Any  # interpreter.run.context.RunServices; typed loosely to avoid an import cycle
     secret_values: dict[str, str] = field(default_factory=dict)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_reason: str = ""
@@ -486,7 +486,7 @@ class PlanRun:
             model = piece.Input.model_validate(raw)
         except PydanticValidationError as exc:
             raise input_error(node.piece, exc) from None
-        from interpreter.context import NodeContext
+        from interpreter.run.context import NodeContext
 
         context = NodeContext(
             plan_run=self, node=node, record=record, scope=scope, piece=type(piece)

@@ -7,7 +7,7 @@ What Prefect shows:
   task runs) carries the tags `tenant:…`, `workflow:…`, `version:…`;
 - one task run per executed node, named by node id; skipped nodes appear as "Skipped";
 - one table artifact per run summarising every node (status, attempts, duration), delivered in
-  the background like Prefect's own logs (`interpreter.background`).
+  the background like Prefect's own logs (`interpreter.run.background`).
 The flow returns a state computed from the nodes' outcome, whose data is the `RunOutcome`.
 """
 
@@ -36,17 +36,17 @@ from prefect.logging import get_logger
 from prefect.states import Cancelled, Completed, Failed, Pending
 from prefect.utilities.urls import url_for
 
-from interpreter.background import deliver_later
-from interpreter.context import current_services
-from interpreter.engine import Execution, PlanRun
-from interpreter.model import Workflow
-from interpreter.parameters import prepare_parameters
-from interpreter.problems import DefinitionError, ParameterError
-from interpreter.resolvers import definition_version
-from interpreter.results import NodeResult, RunResult, RunState
-from interpreter.secrets import Redactor, redacting
+from interpreter.definition.model import Workflow
+from interpreter.definition.parameters import prepare_parameters
+from interpreter.definition.problems import DefinitionError, ParameterError
+from interpreter.definition.validation import validate_document
+from interpreter.run.background import deliver_later
+from interpreter.run.context import current_services
+from interpreter.run.engine import Execution, PlanRun
+from interpreter.run.resolvers import definition_version
+from interpreter.run.results import NodeResult, RunResult, RunState
+from interpreter.run.secrets import Redactor, redacting
 from interpreter.settings import get_engine_settings
-from interpreter.validation import validate_document
 from pieces.base import PieceError, RunInfo
 
 MANUAL_TRIGGER_TYPE = "manual"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from interpreter.problems import ParameterError
-from interpreter.schema import schema_problems, validator_for_schema
+from interpreter.definition.problems import ParameterError
+from interpreter.definition.schema import schema_problems, validator_for_schema
 
 
 def apply_defaults(schema: dict[str, Any], value: Any) -> Any:

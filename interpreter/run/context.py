@@ -19,16 +19,16 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import ValidationError as PydanticValidationError
 
-from interpreter import templates
-from interpreter.resolvers import FileResolver, WorkflowResolver
-from interpreter.secrets import EnvironmentSecrets, SecretProvider
+from interpreter.definition import templates
+from interpreter.run.resolvers import FileResolver, WorkflowResolver
+from interpreter.run.secrets import EnvironmentSecrets, SecretProvider
 from pieces.base import Piece, PieceError, RunInfo, json_output
 from pieces.registry import PieceRegistry, default_registry
 from pieces.settings import PieceSettings, get_piece_settings
 
 if TYPE_CHECKING:
-    from interpreter.engine import Execution, NodeRecord, PlanRun
-    from interpreter.model import Node, Plan, Workflow
+    from interpreter.definition.model import Node, Plan, Workflow
+    from interpreter.run.engine import Execution, NodeRecord, PlanRun
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ class NodeContext:
         self, piece_key: str, raw_input: dict[str, Any], names: dict[str, Any], label: str
     ) -> Any:
         """The body of one `map_item` task: render, validate and run one item's piece."""
-        from interpreter.engine import input_error
+        from interpreter.run.engine import input_error
 
         piece = self._execution.registry.instance(piece_key)
         scope = {**self._scope, **names}
@@ -169,7 +169,7 @@ class NodeContext:
     async def run_subgraph(
         self, *, graph: dict[str, Any], names: dict[str, Any], label: str
     ) -> Any:
-        from interpreter.engine import PlanRun, RunCancelledError
+        from interpreter.run.engine import PlanRun, RunCancelledError
 
         plan: Plan = self._execution.subplan(graph)
         sub = PlanRun(self._execution, plan, names=names, label_prefix=f"{label}.")
@@ -190,7 +190,7 @@ class NodeContext:
     async def run_child_workflow(
         self, *, workflow_id: str, version: str | None, parameters: dict[str, Any]
     ) -> Any:
-        from interpreter.flow import run_child
+        from interpreter.run.flow import run_child
 
         services = current_services()
         if services.depth + 1 > self._execution.settings.max_subworkflow_depth:
@@ -216,7 +216,7 @@ class NodeContext:
     async def wait_for_approval(
         self, *, message: str, input_schema: dict[str, Any] | None, timeout_seconds: float
     ) -> Any:
-        from interpreter.approval import wait_for_approval
+        from interpreter.run.approval import wait_for_approval
 
         return await wait_for_approval(
             node_id=self._label,

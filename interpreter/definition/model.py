@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from interpreter.graph import Graph
+from interpreter.definition.graph import Graph
 
 DEFAULT_RETRY_DELAY_SECONDS = 1.0
 

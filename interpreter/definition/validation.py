@@ -24,10 +24,10 @@ import jsonschema_rs
 from jsonschema import Draft202012Validator
 from pydantic import ValidationError as PydanticValidationError
 
-from interpreter import templates
-from interpreter.graph import Graph
-from interpreter.problems import Problem, pointer
-from interpreter.schema import (
+from interpreter.definition import templates
+from interpreter.definition.graph import Graph
+from interpreter.definition.problems import Problem, pointer
+from interpreter.definition.schema import (
     graph_validator,
     schema_problems,
     validator_for_schema,
