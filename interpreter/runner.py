@@ -24,11 +24,12 @@ from interpreter.definition.model import Workflow
 from interpreter.definition.parameters import prepare_parameters
 from interpreter.definition.problems import DefinitionError
 from interpreter.definition.validation import Definition, load_definition, validate_document
-from interpreter.run.context import RunServices, using_services
-from interpreter.run.flow import RunOutcome, call_flow, manual_trigger, named_flow, run_tags
+from interpreter.run.flow import RunOutcome, named_flow
+from interpreter.run.launch import call_flow, manual_trigger, run_tags
 from interpreter.run.resolvers import FileResolver, definition_version
 from interpreter.run.results import RunResult
 from interpreter.run.secrets import EnvironmentSecrets, MappingSecrets
+from interpreter.run.services import RunServices, using_services
 from pieces.registry import PieceRegistry, default_registry
 
 

@@ -49,12 +49,11 @@ async def wait_for_approval(
     message: str,
     input_schema: dict[str, Any] | None,
     timeout_seconds: float,
-    one_at_a_time: asyncio.Lock,
 ) -> Any:
     """Pause the current flow run and return the input it is resumed with.
 
-    Approvals in parallel branches of one run are taken one after the other (`one_at_a_time` is
-    the run's lock): a flow run has one pause at a time.
+    A flow run has one pause at a time: the caller takes approvals in parallel branches of one
+    run one after the other.
 
     Raises:
         PieceError: `ApprovalTimeout` when nobody resumes the run within `timeout_seconds`.
@@ -62,8 +61,7 @@ async def wait_for_approval(
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         raise PieceError("core.approval needs a flow run", error_type="ApprovalUnavailable")
-    async with one_at_a_time:
-        return await _pause(context.flow_run.id, node_id, message, input_schema, timeout_seconds)
+    return await _pause(context.flow_run.id, node_id, message, input_schema, timeout_seconds)
 
 
 async def _pause(

@@ -28,28 +28,32 @@ from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.concurrency.asyncio import concurrency
-from prefect.context import AsyncClientContext, FlowRunContext, TagsContext
+from prefect.context import FlowRunContext, TagsContext
 from prefect.exceptions import ObjectAlreadyExists
-from prefect.flow_engine import run_flow_async
 from prefect.flows import Flow
-from prefect.logging import get_logger
-from prefect.states import Cancelled, Completed, Failed, Pending
-from prefect.utilities.urls import url_for
+from prefect.states import Cancelled, Completed, Failed
 
 from interpreter.definition.model import Workflow
 from interpreter.definition.parameters import prepare_parameters
 from interpreter.definition.problems import DefinitionError, ParameterError
 from interpreter.definition.validation import validate_document
 from interpreter.run.background import deliver_later
-from interpreter.run.context import current_services
-from interpreter.run.engine import Execution, PlanRun
+from interpreter.run.errors import StopReason, quiet_expected_failures
+from interpreter.run.execution import Execution
+from interpreter.run.launch import call_flow, manual_trigger, run_tags
 from interpreter.run.resolvers import definition_version
 from interpreter.run.results import NodeResult, RunResult, RunState
+from interpreter.run.scheduler import PlanRun
 from interpreter.run.secrets import Redactor, redacting
+from interpreter.run.services import (
+    RunChange,
+    RunPhase,
+    RunServices,
+    current_services,
+    using_services,
+)
 from interpreter.settings import get_engine_settings
 from pieces.base import PieceError, RunInfo
-
-MANUAL_TRIGGER_TYPE = "manual"
 
 
 class RunOutcome:
@@ -67,22 +71,6 @@ class RunOutcome:
         self.raw_output = raw_output
 
 
-def run_tags(*, tenant: str, workflow_id: str, version: str) -> list[str]:
-    """The tags of a workflow's flow runs (and deployments)."""
-    return [f"tenant:{tenant}", f"workflow:{workflow_id}", f"version:{version}"]
-
-
-def manual_trigger(payload: Any = None) -> dict[str, Any]:
-    """The `trigger` scope of a run started by hand or through the Python API."""
-    return {
-        "type": MANUAL_TRIGGER_TYPE,
-        "id": None,
-        "payload": payload if payload is not None else {},
-        "headers": {},
-        "received_at": datetime.now(UTC).isoformat(),
-    }
-
-
 @flow(name="altlas-workflow", persist_result=False, validate_parameters=False, log_prints=False)
 async def workflow_flow(
     definition: dict[str, Any],
@@ -90,6 +78,7 @@ async def workflow_flow(
     trigger: dict[str, Any] | None = None,
     tenant: str = "default",
     version: str | None = None,
+    run_id: str | None = None,
 ) -> State:
     """Interpret one workflow definition as this flow run.
 
@@ -100,6 +89,8 @@ async def workflow_flow(
             "received_at"}`); a manual trigger when omitted.
         tenant: whose run this is (secrets, sub-workflows, tags).
         version: the definition's stored version; a content hash when omitted.
+        run_id: the id the caller knows the run by (the service's run id: `run.id` in
+            templates and the recorder's key); the flow run's id when omitted.
     """
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
@@ -107,9 +98,10 @@ async def workflow_flow(
     flow_run = context.flow_run
     started = datetime.now(UTC)
     services = current_services()
+    quiet_expected_failures()
     version = version or definition_version(definition)
     info = RunInfo(
-        id=str(flow_run.id),
+        id=run_id or str(flow_run.id),
         workflow_id=str(definition.get("id", "")),
         version=version,
         tenant=tenant,
@@ -117,31 +109,41 @@ async def workflow_flow(
         scheduled_at=(flow_run.expected_start_time or started).isoformat(),
     )
 
-    def refused(error_type: str, message: str) -> State:
+    async def refused(error_type: str, message: str) -> State:
         get_run_logger().error("%s", message)
+        error = {"type": error_type, "message": message}
         result = RunResult(
             state="failed",
             output=None,
-            flow_run_id=info.id,
+            flow_run_id=str(flow_run.id),
             workflow_id=info.workflow_id,
             version=version,
             tenant=tenant,
-            error={"type": error_type, "message": message},
+            error=error,
             started_at=started,
             finished_at=datetime.now(UTC),
         )
+        change = RunChange(
+            run_id=info.id,
+            flow_run_id=str(flow_run.id),
+            workflow_id=info.workflow_id,
+            phase=RunPhase.FAILED,
+            at=datetime.now(UTC),
+            error=error,
+        )
+        await services.recorder.run_changed(tenant, change)
         return Failed(message=message, data=RunOutcome(result, None))
 
     workflow = services.prepared_workflow(definition)
     if workflow is None:
         problems = validate_document(definition, registry=services.registry)
         if problems:
-            return refused("InvalidDefinition", str(DefinitionError(problems)))
+            return await refused("InvalidDefinition", str(DefinitionError(problems)))
         workflow = Workflow.parse(definition)
     try:
         params = prepare_parameters(workflow.parameters_schema, parameters)
     except ParameterError as exc:
-        return refused("InvalidParameters", str(exc))
+        return await refused("InvalidParameters", str(exc))
 
     redactor = Redactor()
     execution = Execution(
@@ -149,22 +151,27 @@ async def workflow_flow(
         parameters=params,
         trigger=trigger or manual_trigger(),
         run=info,
-        registry=services.registry,
-        secrets=services.secrets,
-        redactor=redactor,
         services=services,
+        redactor=redactor,
+        launch_child=run_child,
+        flow_run_id=str(flow_run.id),
     )
     await _name_flow_run(context.client, flow_run, workflow.name)
     # Tags belong to the flow run only: each tag on a task costs a concurrency look-up.
     with redacting(redactor), TagsContext(current_tags=set()):
         async with _concurrency_slot(workflow, tenant):
+            execution.run_changed(RunPhase.RUNNING)
             plan_run = PlanRun(execution, workflow.plan)
-            async with _deadline(execution), _cancellation_watch(execution, info.id):
+            async with _deadline(execution), _cancellation_watch(execution, str(flow_run.id)):
                 await execution.resolve_secrets()
                 await plan_run.run()
             outcome = _outcome(execution, plan_run, started)
-        if get_engine_settings().summary_artifact:
             result = outcome.result
+            execution.run_changed(
+                RunPhase(result.state), output=outcome.raw_output, error=result.error
+            )
+            await execution.history_written()
+        if get_engine_settings().summary_artifact:
             deliver_later(lambda: _summary_artifact(result))
     return _final_state(outcome)
 
@@ -186,13 +193,10 @@ def _outcome(execution: Execution, plan_run: PlanRun, started: datetime) -> RunO
     state: RunState = "completed"
     error: dict[str, Any] | None = None
     raw_output: Any = None
-    if execution.cancelled.is_set():
-        timed_out = execution.cancel_reason.startswith("timed out")
+    if execution.stop_reason is not None:
+        timed_out = execution.stop_reason is StopReason.TIMED_OUT
         state = "timed_out" if timed_out else "cancelled"
-        error = {
-            "type": "Timeout" if timed_out else "Cancelled",
-            "message": execution.cancel_reason,
-        }
+        error = {"type": "Timeout" if timed_out else "Cancelled", "message": execution.stop_message}
     elif failed := plan_run.failed_nodes():
         state = "failed"
         first = failed[0].error or {}
@@ -241,9 +245,8 @@ async def _deadline(execution: Execution) -> AsyncIterator[None]:
         yield
         return
     loop = asyncio.get_running_loop()
-    timer = loop.call_later(
-        limit, execution.cancel, f"timed out: the run exceeded timeout_seconds={limit:g}"
-    )
+    message = f"timed out: the run exceeded timeout_seconds={limit:g}"
+    timer = loop.call_later(limit, execution.stop, StopReason.TIMED_OUT, message)
     try:
         yield
     finally:
@@ -262,7 +265,7 @@ async def _cancellation_watch(execution: Execution, flow_run_id: str) -> AsyncIt
     async def watch() -> None:
         async with contextlib.AsyncExitStack() as stack:
             client: PrefectClient | None = None
-            while not execution.cancelled.is_set():
+            while not execution.stopped.is_set():
                 await asyncio.sleep(interval)  # most runs end before the first poll: no client
                 with contextlib.suppress(Exception):  # a missed poll is retried next time
                     if client is None:  # one client for every later poll
@@ -272,7 +275,10 @@ async def _cancellation_watch(execution: Execution, flow_run_id: str) -> AsyncIt
                         StateType.CANCELLING,
                         StateType.CANCELLED,
                     ):
-                        execution.cancel("cancelled: the flow run was cancelled in Prefect")
+                        execution.stop(
+                            StopReason.CANCELLED,
+                            "cancelled: the flow run was cancelled in Prefect",
+                        )
 
     watcher = asyncio.ensure_future(watch())
     try:
@@ -338,37 +344,6 @@ def named_flow(workflow_id: str) -> Flow[..., Any]:
     return workflow_flow.with_options(name=workflow_id)
 
 
-async def call_flow(
-    flow: Flow[..., Any], *, run_name: str | None = None, **parameters: Any
-) -> State:
-    """Run `flow` in this process (a subflow when inside a run) and return its final state.
-
-    A top-level run given `run_name` is created under that name, so that even Prefect's first
-    log line ("Beginning flow run ...") names the workflow; the request this costs is the one
-    renaming the run would.
-    """
-    if run_name is None or FlowRunContext.get() is not None:
-        call: Any = flow
-        state: State = await call(**parameters, return_state=True)
-        return state
-    async with AsyncClientContext.get_or_create() as client_context:  # the engine reuses it
-        flow_run = await client_context.client.create_flow_run(
-            flow,
-            name=run_name,
-            parameters=flow.serialize_parameters(parameters),
-            tags=TagsContext.get().current_tags,
-            state=Pending(),
-        )
-        if url := url_for(flow_run):
-            get_logger("engine").info("View at %s", url, extra={"send_to_api": False})
-        result = await run_flow_async(
-            flow, flow_run=flow_run, parameters=parameters, return_type="state"
-        )
-    if not isinstance(result, State):
-        raise TypeError(f"Prefect returned {type(result).__name__}, not a flow run state")
-    return result
-
-
 async def run_child(
     definition: dict[str, Any],
     parameters: dict[str, Any],
@@ -376,8 +351,10 @@ async def run_child(
     tenant: str,
     version: str,
     parent_run_id: str,
+    services: RunServices,
 ) -> Any:
-    """Run another workflow as a Prefect subflow of the current run; return its raw output.
+    """Run another workflow as a Prefect subflow of the current run, with `services`; return
+    its raw output (an `Execution`'s `launch_child`).
 
     Raises:
         PieceError: `SubworkflowFailed` when the child run does not complete.
@@ -389,7 +366,10 @@ async def run_child(
         "type": "subworkflow",
         "id": parent_run_id,
     }
-    with tags(*run_tags(tenant=tenant, workflow_id=workflow_id, version=version)):
+    with (
+        using_services(services),
+        tags(*run_tags(tenant=tenant, workflow_id=workflow_id, version=version)),
+    ):
         state = await call_flow(
             child,
             definition=definition,

@@ -1,7 +1,8 @@
-"""How `core.subworkflow` finds other workflows: `WorkflowResolver`; `FileResolver` for files.
+"""Workflows from files, for `core.subworkflow` in ad-hoc runs: `FileResolver`.
 
-The API's store provides its own resolver (tenant-scoped, versioned); for runs from files the
-`FileResolver` looks in the running definition's folder and in `ALTLAS_WORKFLOW_DIRS`.
+It implements the `WorkflowResolver` port (`interpreter.run.services`); the service's store
+provides its own (tenant-scoped, versioned). The `FileResolver` looks in the running
+definition's folder and in `ALTLAS_WORKFLOW_DIRS`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from interpreter.settings import get_engine_settings
 from pieces.base import PieceError
 
 
@@ -30,22 +32,10 @@ class ResolvedWorkflow:
     version: str
 
 
-class WorkflowResolver(Protocol):
-    """Finds a tenant's workflow by id (and optionally version)."""
-
-    async def resolve(
-        self, *, tenant: str, workflow_id: str, version: str | None
-    ) -> ResolvedWorkflow:
-        """The definition; raises `PieceError` (`WorkflowNotFound`) when there is none."""
-        ...
-
-
 class FileResolver:
     """Workflows as JSON files: `<dir>/<workflow_id>.json`, or any `*.json` whose `id` matches."""
 
     def __init__(self, directories: Sequence[str | Path] = ()) -> None:
-        from interpreter.settings import get_engine_settings
-
         configured = [Path(d) for d in get_engine_settings().workflow_dirs]
         self.directories = [Path(d) for d in directories] + configured
 

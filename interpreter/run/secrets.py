@@ -1,4 +1,7 @@
-"""Secrets: where `secrets.NAME` comes from (`SecretProvider`) and how it is hidden (`Redactor`).
+"""Secrets for ad-hoc runs (environment, mappings) and how every value is hidden (`Redactor`).
+
+The providers here implement the `SecretProvider` port (`interpreter.run.services`); the
+service's store provides its own, per tenant.
 
 Values flow unchanged between nodes, but every record, log line, artifact and result shows them
 as `***`. The redactor of the current run lives in a context variable, which a logging filter on
@@ -13,39 +16,34 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 REDACTED = "***"
 MIN_REDACTED_LENGTH = 3
 """Shorter values are not redacted: hiding every `1` or `ab` would make logs unreadable."""
 
 
-class SecretProvider(Protocol):
-    """Looks secrets up by name for one tenant."""
-
-    async def get(self, name: str) -> str | None:
-        """The secret's value, or None when it is not defined."""
-        ...
-
-
 class EnvironmentSecrets:
     """Secrets from `ALTLAS_SECRET_<NAME in upper case>` environment variables (ad-hoc runs)."""
 
-    async def get(self, name: str) -> str | None:
+    async def get(self, tenant: str, name: str) -> str | None:
+        del tenant  # the environment is shared by every tenant of an ad-hoc run
         return os.environ.get(f"ALTLAS_SECRET_{name.upper()}")
 
 
 class MappingSecrets:
     """Secrets from a mapping, falling back to another provider for names it lacks."""
 
-    def __init__(self, values: Mapping[str, str], fallback: SecretProvider | None = None) -> None:
+    def __init__(
+        self, values: Mapping[str, str], fallback: EnvironmentSecrets | None = None
+    ) -> None:
         self._values = dict(values)
         self._fallback = fallback
 
-    async def get(self, name: str) -> str | None:
+    async def get(self, tenant: str, name: str) -> str | None:
         if name in self._values:
             return self._values[name]
-        return await self._fallback.get(name) if self._fallback is not None else None
+        return await self._fallback.get(tenant, name) if self._fallback is not None else None
 
 
 class Redactor:

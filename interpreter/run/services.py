@@ -1,0 +1,183 @@
+"""The run's services and the ports through which the engine reaches the outside world.
+
+Main entry: `RunServices`, and `current_services()` which every run reads once when it starts.
+
+Each port is a `Protocol` that takes the tenant explicitly, so one process can execute runs of
+many tenants with one set of services:
+- `SecretProvider`: the value of `secrets.NAME` for a tenant;
+- `WorkflowResolver`: another workflow of the tenant, for `core.subworkflow`;
+- `RunRecorder`: what happened in a run (its state changes, and each node's start, failed
+  attempts, end, skip or wait), with inputs and outputs already redacted.
+
+Ad-hoc runs (`run_workflow`) use the environment, files and no recorder; the service plugs in its
+store. Services are found in this order: the ones set for the current context (`using_services`,
+e.g. by `run_workflow`), the ones a worker process set once for every run it executes
+(`set_process_services`), and the defaults.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from interpreter.definition.model import Workflow
+from interpreter.run.resolvers import FileResolver, ResolvedWorkflow
+from interpreter.run.secrets import EnvironmentSecrets
+from pieces.registry import PieceRegistry, default_registry
+
+
+class SecretProvider(Protocol):
+    """Looks a tenant's secrets up by name."""
+
+    async def get(self, tenant: str, name: str) -> str | None:
+        """The secret's value, or None when the tenant has no such secret."""
+        ...
+
+
+class WorkflowResolver(Protocol):
+    """Finds a tenant's workflow by id (and optionally version)."""
+
+    async def resolve(
+        self, *, tenant: str, workflow_id: str, version: str | None
+    ) -> ResolvedWorkflow:
+        """The definition; raises `PieceError` (`WorkflowNotFound`) when there is none."""
+        ...
+
+
+class RunPhase(enum.StrEnum):
+    """The states a run reports to its recorder, in the order they can happen."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RunPhase.RUNNING, RunPhase.PAUSED)
+
+
+class NodePhase(enum.StrEnum):
+    """What happened to a node; `NodeEvent.kind`."""
+
+    STARTED = "started"
+    """An attempt began (its input is rendered); status `running`."""
+    ATTEMPT_FAILED = "attempt_failed"
+    """An attempt failed and another will follow; status stays `running`."""
+    WAITING = "waiting"
+    """The node waits for a person (`core.approval`); status `waiting`."""
+    FINISHED = "finished"
+    """The node ended: status `completed`, `failed` or `cancelled`."""
+    SKIPPED = "skipped"
+    """None of its incoming edges was taken; status `skipped`."""
+
+
+@dataclass(frozen=True)
+class RunChange:
+    """A run moved to `phase`. `output` and `error` are redacted, set when it finished."""
+
+    run_id: str
+    flow_run_id: str
+    workflow_id: str
+    phase: RunPhase
+    at: datetime
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """One node's (or one `core.map` item's) change; values redacted.
+
+    `node_id` is the node's label: its id, `map_node[3]` for an item, `map_node[3].inner` for
+    a node of a `core.map` sub-graph. `status` is the node's status after the event:
+    `running`, `waiting`, `completed`, `failed`, `skipped` or `cancelled`.
+    """
+
+    run_id: str
+    node_id: str
+    kind: NodePhase
+    status: str
+    attempts: int
+    at: datetime
+    input: Any = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class RunRecorder(Protocol):
+    """Receives a run's history. Calls for one run arrive in order, one at a time."""
+
+    async def run_changed(self, tenant: str, change: RunChange) -> None: ...
+
+    async def node_changed(self, tenant: str, event: NodeEvent) -> None: ...
+
+
+class NullRecorder:
+    """Records nothing: ad-hoc runs keep their history in the `RunResult` and in Prefect."""
+
+    async def run_changed(self, tenant: str, change: RunChange) -> None:
+        return None
+
+    async def node_changed(self, tenant: str, event: NodeEvent) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class RunServices:
+    """The pluggable parts of a run (see the module docstring)."""
+
+    registry: PieceRegistry = field(default_factory=default_registry)
+    secrets: SecretProvider = field(default_factory=EnvironmentSecrets)
+    resolver: WorkflowResolver = field(default_factory=FileResolver)
+    recorder: RunRecorder = field(default_factory=NullRecorder)
+    depth: int = 0
+    """How many `core.subworkflow` levels this run is below the top-level run."""
+    prepared: tuple[dict[str, Any], Workflow] | None = None
+    """A definition the caller already validated, with its parsed form (saves doing it twice)."""
+
+    def prepared_workflow(self, definition: dict[str, Any]) -> Workflow | None:
+        """The parsed `definition` if the caller validated this very document, else None."""
+        if self.prepared is not None and self.prepared[0] == definition:
+            return self.prepared[1]
+        return None
+
+
+_context_services: contextvars.ContextVar[RunServices | None] = contextvars.ContextVar(
+    "altlas_run_services", default=None
+)
+_process_services: RunServices | None = None
+
+
+def current_services() -> RunServices:
+    """The services for a run starting now (see the module docstring for the order)."""
+    return _context_services.get() or _process_services or RunServices()
+
+
+def set_process_services(services: RunServices | None) -> None:
+    """Every run this process executes uses `services` unless its caller set others.
+
+    A worker calls this once at start: the runs it executes are started by Prefect's engine, in
+    threads and contexts of their own, where a context variable set by the worker is not seen.
+    """
+    global _process_services
+    _process_services = services
+
+
+@contextmanager
+def using_services(services: RunServices) -> Iterator[None]:
+    """Runs started inside (and their subflows) use `services`."""
+    token = _context_services.set(services)
+    try:
+        yield
+    finally:
+        _context_services.reset(token)
