@@ -213,7 +213,7 @@ def _outcome(execution: Execution, plan_run: PlanRun, started: datetime) -> RunO
     result = RunResult(
         state=state,
         output=redactor.value(raw_output),
-        flow_run_id=execution.run.id,
+        flow_run_id=execution.flow_run_id,
         workflow_id=execution.workflow.id,
         version=execution.run.version,
         tenant=execution.run.tenant,
