@@ -20,41 +20,77 @@ from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from pieces.base import KEY_PATTERN, TRIGGER_KEY_PATTERN, Piece, PieceKind, TriggerPiece
+from pieces.base import (
+    KEY_PATTERN,
+    TRIGGER_KEY_PATTERN,
+    AnyPiece,
+    Piece,
+    PieceKind,
+    TriggerPiece,
+)
 
 ENTRY_POINT_GROUP = "altlas.pieces"
 BUILTIN_DISTRIBUTION = "altlas-workflow-engine"
+REFUSED = "distribution not in ALTLAS_PIECES_ALLOW"
 
 logger = logging.getLogger(__name__)
 
 
 class UnknownPieceError(LookupError):
-    """A node or trigger names a piece that is not registered."""
+    """A key that names no registered piece (of the kind looked for).
+
+    Attributes:
+        key: the key looked up.
+        kind: the kind looked for; `None` when any kind would have done (`PieceRegistry.any`).
+        suggestion: the registered key closest to `key`, if one is close.
+        refused_from: the distribution that declares `key` but is not in the allow-list.
+    """
 
     def __init__(
-        self, key: str, kind: PieceKind, known: Iterable[str], refused_from: str | None = None
+        self,
+        key: str,
+        kind: PieceKind | None,
+        known: Iterable[str],
+        refused_from: str | None = None,
     ) -> None:
-        known_list = ", ".join(sorted(known)) or "(none)"
-        what, kinds = (
-            ("piece", "pieces") if kind is PieceKind.ACTION else ("trigger type", "trigger types")
-        )
-        if refused_from is not None:
-            message = (
-                f"{what} {key!r} is installed (distribution {refused_from!r}) but not allowed "
-                f"here: add {refused_from!r} to ALTLAS_PIECES_ALLOW; allowed {kinds}: {known_list}"
-            )
-        else:
-            close = difflib.get_close_matches(key, list(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            message = f"{what} {key!r} is not installed{hint}; known {kinds}: {known_list}"
-        super().__init__(message)
+        known_keys = sorted(known)
+        close = difflib.get_close_matches(key, known_keys, n=1)
         self.key = key
         self.kind = kind
+        self.suggestion = close[0] if close and refused_from is None else None
+        self.refused_from = refused_from
+        super().__init__(self._message(known_keys))
+
+    def _message(self, known_keys: list[str]) -> str:
+        key, dist = self.key, self.refused_from
+        refused = (
+            f"{key!r} is installed (distribution {dist!r}) but not allowed here: add {dist!r} "
+            "to ALTLAS_PIECES_ALLOW"
+        )
+        if self.kind is None:  # any kind: no list of every key, the suggestion is what helps
+            if dist is not None:
+                return f"piece {refused}"
+            hint = f"; did you mean {self.suggestion!r}?" if self.suggestion else ""
+            return f"unknown piece {key!r}{hint}"
+        what, kinds = (
+            ("piece", "pieces")
+            if self.kind is PieceKind.ACTION
+            else ("trigger type", "trigger types")
+        )
+        known_list = ", ".join(known_keys) or "(none)"
+        if dist is not None:
+            return f"{what} {refused}; allowed {kinds}: {known_list}"
+        hint = f" (did you mean {self.suggestion!r}?)" if self.suggestion else ""
+        return f"{what} {key!r} is not installed{hint}; known {kinds}: {known_list}"
 
 
 @dataclass(frozen=True)
 class LoadProblem:
-    """An entry point not loaded (broken or refused); shown by `altlas-flows pieces list`."""
+    """An entry point not loaded; shown by `altlas-flows pieces list`.
+
+    Broken ones (import error, key mismatch, duplicate key) are also logged as warnings; ones the
+    allow-list refused (`reason` is `REFUSED`) only at INFO level.
+    """
 
     entry_point: str
     distribution: str
@@ -85,7 +121,7 @@ class PieceRegistry:
         key = getattr(piece, "key", None)
         if not isinstance(key, str) or not re.match(pattern, key):
             raise ValueError(f"{piece.__name__}: key {key!r} does not match {pattern}")
-        if key in table:
+        if key in self._origins:  # one key, one piece: actions and triggers share the names
             raise ValueError(
                 f"piece {key!r} from {origin} is already registered by {self._origins[key]}"
             )
@@ -117,6 +153,20 @@ class PieceRegistry:
                 key, PieceKind.TRIGGER, self._triggers, self._refused.get(key)
             ) from None
 
+    def any(self, key: str) -> AnyPiece:
+        """The action or trigger piece `key`, for catalogues (`altlas-flows pieces show`).
+
+        Raises:
+            UnknownPieceError: (`kind` None) one error whose suggestion considers the keys of
+                both kinds, or that says which distribution declares `key` but is not allowed.
+        """
+        found: AnyPiece | None = self._actions.get(key) or self._triggers.get(key)
+        if found is None:
+            raise UnknownPieceError(
+                key, None, [*self._actions, *self._triggers], self._refused.get(key)
+            )
+        return found
+
     def has_action(self, key: str) -> bool:
         """Whether an action piece `key` is registered."""
         return key in self._actions
@@ -140,7 +190,8 @@ class PieceRegistry:
         Args:
             allow: distribution names allowed besides this engine's own; `None` allows every
                 installed distribution. Refused and broken entry points are recorded in
-                `problems` (and logged) instead of stopping the others from loading.
+                `problems` instead of stopping the others from loading (broken ones are logged
+                as warnings too). A refused entry point is never imported.
         """
         registry = cls()
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_sort_key):
@@ -155,8 +206,10 @@ class PieceRegistry:
             or _normalise(dist) in {_normalise(name) for name in allow}
         )
         if not allowed:
+            # The operator's choice, not a fault: listed by `pieces list` and named when a
+            # workflow asks for the piece, but not logged as a warning by every process.
             self._refused[ep.name] = dist
-            self._problem(ep, dist, "distribution not in ALTLAS_PIECES_ALLOW")
+            self._problem(ep, dist, REFUSED, level=logging.INFO)
             return
         try:
             piece = ep.load()
@@ -169,9 +222,11 @@ class PieceRegistry:
         except Exception as exc:  # one broken plugin must not stop the others
             self._problem(ep, dist, f"{type(exc).__name__}: {exc}")
 
-    def _problem(self, ep: EntryPoint, dist: str, reason: str) -> None:
+    def _problem(
+        self, ep: EntryPoint, dist: str, reason: str, *, level: int = logging.WARNING
+    ) -> None:
         self.problems.append(LoadProblem(f"{ep.name} = {ep.value}", dist, reason))
-        logger.warning("piece entry point %s (%s) not loaded: %s", ep.name, dist, reason)
+        logger.log(level, "piece entry point %s (%s) not loaded: %s", ep.name, dist, reason)
 
 
 def _normalise(distribution: str) -> str:

@@ -6,7 +6,8 @@ Modules, each owning one concern:
 - `urls`: reading a URL as browsers do, every IPv4 spelling included (`parse_target`).
 - `policy`: the allow-list setting, name resolution and the check (`resolve_checked`).
 - `transport`: one exchange pinned to a checked address, body read under a cap (`open_pinned`).
-- `exchange`: the whole request with redirects re-checked hop by hop (`fetch`).
+- `failures`: what went wrong on a hop, as a `PieceError` naming the request (`hop_failure`).
+- `exchange`: the whole request under one deadline, redirects re-checked hop by hop (`fetch`).
 - `responses`: `expect_status`, `Retry-After`, output body and status errors.
 - `piece`: the piece, its input and output models.
 """
@@ -19,6 +20,7 @@ from pieces.http.policy import (
     ForbiddenAddressError,
     InvalidUrlError,
     Resolver,
+    UnresolvableHostError,
     resolve_checked,
     system_resolver,
 )
@@ -37,6 +39,7 @@ __all__ = [
     "RequestSpec",
     "Resolver",
     "Target",
+    "UnresolvableHostError",
     "UrlError",
     "fetch",
     "is_public",

@@ -5,10 +5,14 @@ the first URL before anything connects to it. Method changes follow RFC 9110 as 
 (303 turns anything but HEAD into GET; 301 and 302 turn POST into GET; 307 and 308 keep method and
 body), and `Authorization`, `Cookie` and `Proxy-Authorization` are dropped for good once a hop
 leaves the original origin (scheme, host and port).
+
+`fetch` keeps the request's deadline and follows its progress (hop, stage, address), so that
+every failure is reported by `pieces.http.failures` naming the request and the cause.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Mapping, Sequence
@@ -17,14 +21,22 @@ from dataclasses import dataclass, field, replace
 import httpx
 
 from pieces.base import PieceError
+from pieces.http.failures import Progress, hop_failure, reached_by_redirect, too_many_redirects
 from pieces.http.policy import (
     AddressPolicy,
     InvalidUrlError,
     Resolver,
+    UnresolvableHostError,
     resolve_checked,
     system_resolver,
 )
-from pieces.http.transport import Outgoing, open_pinned, read_capped
+from pieces.http.transport import (
+    BodyTooLargeError,
+    Outgoing,
+    Stage,
+    open_pinned,
+    read_capped,
+)
 from pieces.http.urls import Target, UrlError, is_absolute, parse_target, safe_display
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -65,7 +77,8 @@ class RequestSpec:
         query: parameters added to the URL's own query (a list value repeats the key).
         content: body bytes, or `None`.
         follow_redirects: follow 301/302/303/307/308 (each hop checked) or return them.
-        timeout: httpx's per-operation time-out in seconds.
+        timeout: deadline of the whole exchange in seconds (resolving, connecting, every
+            redirect, reading the body).
     """
 
     method: str
@@ -128,57 +141,79 @@ async def fetch(spec: RequestSpec, options: FetchOptions, *, logger: Logger) -> 
         The final response with its body read (up to `options.max_response_bytes`).
 
     Raises:
-        PieceError: `InvalidUrl` and `ForbiddenAddress` refusals, `TooManyRedirects`,
-            `ResponseTooLarge`, `ConnectionError` for names that do not resolve.
-        httpx.HTTPError: transport failures (time-outs, refused connections, TLS), for the caller
-            to classify.
+        PieceError: refusals (`InvalidUrl`, `ForbiddenAddress`), `TooManyRedirects`, and every
+            transport failure (`ConnectionError`, `TlsError`, `Timeout`, `ResponseTooLarge`,
+            `InvalidRequest`, `InvalidResponse`), each naming the method and the URL of the hop
+            that failed, without its query.
     """
     first = parse_or_refuse(spec.url)
     target = parse_or_refuse(str(first.url.copy_merge_params(dict(spec.query))))
+    progress = Progress(spec.method, target)
+    deadline = asyncio.timeout(spec.timeout)
+    try:
+        async with deadline:
+            return await _follow(spec, target, options, progress, logger)
+    except TimeoutError as exc:
+        if not deadline.expired():
+            raise
+        raise hop_failure(exc, progress, timeout=spec.timeout) from None
+
+
+async def _follow(
+    spec: RequestSpec, target: Target, options: FetchOptions, progress: Progress, logger: Logger
+) -> Fetched:
+    """The hops of `fetch`, `progress` kept up to date; failures become `PieceError`s here."""
     origin = target.origin
-    limit = options.max_response_bytes
+    start = (spec.method, target)
     came_from: tuple[Target, int] | None = None  # the hop that redirected here, and its status
     for hop in range(options.max_redirects + 1):
         if target.origin != origin:
             spec = without_credentials(spec)
+        progress.next_hop(spec.method, target, came_from)
         try:
-            addresses = await resolve_checked(target, options.policy, options.resolver)
-        except PieceError as exc:
-            raise exc if came_from is None else _reached_by_redirect(exc, *came_from) from None
-        outgoing = Outgoing(spec.method, spec.headers, spec.content)
-        async with open_pinned(
-            target, addresses, outgoing, verify=options.verify, io_timeout=spec.timeout
-        ) as response:
-            status = response.status_code
-            logger.info("http.request %s %s -> %d", spec.method, target.display(), status)
-            location = response.headers.get("location", "")
-            if not (spec.follow_redirects and status in REDIRECT_STATUSES and location):
-                # A HEAD response announces the size of a body it does not carry.
-                body = b"" if spec.method == "HEAD" else await read_capped(response, limit)
-                return Fetched(target, spec.method, response, body)
+            answer = await _exchange(spec, target, options, progress, logger)
+        except (httpx.HTTPError, UnresolvableHostError, BodyTooLargeError) as exc:
+            raise hop_failure(exc, progress, timeout=spec.timeout) from exc
+        except PieceError as exc:  # a refusal of this hop's target
+            raise exc if came_from is None else reached_by_redirect(exc, *came_from) from None
+        if isinstance(answer, Fetched):
+            return answer
+        status, location = answer
         if hop == options.max_redirects:
             break
         try:
             next_hop = next_target(target, location)
         except PieceError as exc:
-            raise _reached_by_redirect(exc, target, status) from None
+            raise reached_by_redirect(exc, target, status) from None
         came_from, target = (target, status), next_hop
         spec = redirected(spec, status)
-    raise PieceError(
-        f"http.request: more than {options.max_redirects} redirects starting at "
-        f"{first.display()}; raise ALTLAS_HTTP_MAX_REDIRECTS or set follow_redirects to false",
-        error_type="TooManyRedirects",
-        retryable=False,
-        details={"max_redirects": options.max_redirects},
-    )
+    raise too_many_redirects(*start, options.max_redirects)
 
 
-def _reached_by_redirect(refusal: PieceError, source: Target, status: int) -> PieceError:
-    """The refusal of a redirect's target, saying which response pointed there."""
-    refusal.message = f"{refusal.message} (the {status} redirect of {source.display()} led here)"
-    refusal.args = (refusal.message,)
-    refusal.details = {**refusal.details, "redirected_by": source.display()}
-    return refusal
+async def _exchange(
+    spec: RequestSpec, target: Target, options: FetchOptions, progress: Progress, logger: Logger
+) -> Fetched | tuple[int, str]:
+    """One hop: the final response with its body, or a redirect to follow (status, Location)."""
+    addresses = await resolve_checked(target, options.policy, options.resolver)
+    outgoing = Outgoing(spec.method, spec.headers, spec.content)
+    async with open_pinned(
+        target,
+        addresses,
+        outgoing,
+        verify=options.verify,
+        io_timeout=spec.timeout,
+        on_stage=progress.enter,
+    ) as response:
+        status = response.status_code
+        logger.info("http.request %s %s -> %d", spec.method, target.display(), status)
+        location = response.headers.get("location", "")
+        if spec.follow_redirects and status in REDIRECT_STATUSES and location:
+            return status, location
+        progress.enter(Stage.READING)
+        # A HEAD response announces the size of a body it does not carry.
+        limit = options.max_response_bytes
+        body = b"" if spec.method == "HEAD" else await read_capped(response, limit)
+        return Fetched(target, spec.method, response, body)
 
 
 def next_target(current: Target, location: str) -> Target:

@@ -1,13 +1,13 @@
 """The `http.request` piece: its input and output models and `HttpRequestPiece.run`.
 
 The piece validates what the workflow asked for, builds a `RequestSpec`, lets
-`pieces.http.exchange.fetch` do the checked, pinned, redirect-aware exchange under one deadline,
-and turns the outcome into the node's output or a `PieceError` the engine can route and retry.
+`pieces.http.exchange.fetch` do the checked, pinned, redirect-aware exchange under one deadline
+(its failures come back as `PieceError`s naming the request), and turns the response into the
+node's output, or into an `HttpStatusError` when the status is not an expected one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 from dataclasses import replace
@@ -27,7 +27,6 @@ from pieces.http.responses import (
     status_error,
     status_ranges,
 )
-from pieces.http.urls import safe_display
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 HEADER_NAME = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"  # an RFC 9110 token
@@ -213,14 +212,7 @@ class HttpRequestPiece(Piece[HttpRequestInput, HttpRequestOutput]):
             max_response_bytes=settings.http_max_response_bytes,
         )
         ranges = status_ranges(input.expect_status)
-        spec = input.to_spec()
-        try:
-            async with asyncio.timeout(input.timeout_seconds):
-                fetched = await fetch(spec, options, logger=context.logger)
-        except (TimeoutError, httpx.TimeoutException):
-            raise _timeout(input) from None
-        except httpx.HTTPError as exc:
-            raise transport_error(exc) from exc
+        fetched = await fetch(input.to_spec(), options, logger=context.logger)
         status = fetched.response.status_code
         if not any(low <= status <= high for low, high in ranges):
             raise _status_error(fetched, describe_ranges(ranges))
@@ -231,17 +223,6 @@ class HttpRequestPiece(Piece[HttpRequestInput, HttpRequestOutput]):
         )
 
 
-def _timeout(input: HttpRequestInput) -> PieceError:
-    return PieceError(
-        f"http.request: {input.method} {safe_display(input.url)} timed out after "
-        f"{input.timeout_seconds:g} s "
-        "(timeout_seconds covers resolving, connecting, redirects and reading the body)",
-        error_type="Timeout",
-        retryable=True,
-        details={"timeout_seconds": input.timeout_seconds},
-    )
-
-
 def _status_error(fetched: Fetched, expected: str) -> PieceError:
     return status_error(
         method=fetched.method,
@@ -249,41 +230,4 @@ def _status_error(fetched: Fetched, expected: str) -> PieceError:
         response=fetched.response,
         body=fetched.body,
         expected=expected,
-    )
-
-
-def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
-    seen: BaseException | None = exc
-    for _ in range(10):  # httpx -> httpcore -> ssl: a short chain
-        if seen is None or isinstance(seen, ssl.SSLError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def transport_error(exc: httpx.HTTPError) -> PieceError:
-    """Classify an httpx failure: TLS and protocol misuse are final, network trouble is not."""
-    tls = _ssl_cause(exc)
-    if tls is not None:
-        return PieceError(
-            f"http.request: TLS failed: {tls}", error_type="TlsError", retryable=False
-        )
-    if isinstance(exc, httpx.LocalProtocolError):
-        return PieceError(
-            # httpx's message may quote a header value, which may hold a secret: not repeated.
-            "http.request: httpx refused to send the request (a header name or value, or the "
-            "method, is not valid HTTP)",
-            error_type="InvalidRequest",
-            retryable=False,
-        )
-    if isinstance(exc, httpx.DecodingError):
-        return PieceError(
-            f"http.request: the response body could not be decoded: {exc}",
-            error_type="InvalidResponse",
-            retryable=False,
-        )
-    return PieceError(
-        f"http.request: connection failed: {type(exc).__name__}: {exc or 'no details'}",
-        error_type="ConnectionError",
-        retryable=True,
     )

@@ -38,6 +38,23 @@ class InvalidUrlError(PieceError):
         )
 
 
+class UnresolvableHostError(PieceError):
+    """The resolver failed for a host name; `cause` says why in plain words.
+
+    Retryable unless the name does not exist. `fetch` reports it naming the whole request.
+    """
+
+    def __init__(self, host: str, cause: str, *, retryable: bool) -> None:
+        super().__init__(
+            f"http.request could not resolve host {host!r}: {cause}",
+            error_type="ConnectionError",
+            retryable=retryable,
+            details={"host": host},
+        )
+        self.host = host
+        self.cause = cause
+
+
 class ForbiddenAddressError(PieceError):
     """A target that is (or resolves to) an address the SSRF policy does not allow."""
 
@@ -182,7 +199,7 @@ async def resolve_checked(
 
     Raises:
         ForbiddenAddressError: any address is neither public nor allowed.
-        PieceError: (`ConnectionError`) the name does not resolve.
+        UnresolvableHostError: (`ConnectionError`) the name does not resolve.
     """
     if target.address is not None:
         addresses: tuple[IPAddress, ...] = (target.address,)
@@ -190,21 +207,29 @@ async def resolve_checked(
         try:
             addresses = tuple(await resolver(target.host, target.port))
         except OSError as exc:
-            not_found = isinstance(exc, socket.gaierror) and exc.errno in (
-                socket.EAI_NONAME,
-                getattr(socket, "EAI_NODATA", socket.EAI_NONAME),
-            )
-            raise PieceError(
-                f"http.request could not resolve host {target.host!r}: {exc}",
-                error_type="ConnectionError",
-                retryable=not not_found,
-                details={"host": target.host},
+            raise UnresolvableHostError(
+                target.host, _resolver_words(exc), retryable=not _name_does_not_exist(exc)
             ) from None
         if not addresses:
-            raise PieceError(
-                f"http.request could not resolve host {target.host!r}: no addresses",
-                error_type="ConnectionError",
-                details={"host": target.host},
+            raise UnresolvableHostError(
+                target.host, "the resolver returned no addresses", retryable=True
             )
     policy.check(target, addresses)
     return addresses
+
+
+_NOT_FOUND = (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME))
+
+
+def _name_does_not_exist(exc: OSError) -> bool:
+    return isinstance(exc, socket.gaierror) and exc.errno in _NOT_FOUND
+
+
+def _resolver_words(exc: OSError) -> str:
+    """Why a name did not resolve: no such name, a DNS server that did not answer, or other."""
+    detail = exc.strerror or str(exc) or type(exc).__name__
+    if _name_does_not_exist(exc):
+        return f"no such host name ({detail})"
+    if isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_AGAIN:
+        return f"the DNS server did not answer in time, try again later ({detail})"
+    return detail

@@ -16,6 +16,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import logging
 import os
 import re
 import subprocess
@@ -28,7 +29,13 @@ from typing import Any
 import pytest
 
 from interpreter import arun_workflow, validate
-from pieces.registry import ENTRY_POINT_GROUP, LoadProblem, PieceRegistry, default_registry
+from pieces.registry import (
+    ENTRY_POINT_GROUP,
+    LoadProblem,
+    PieceRegistry,
+    UnknownPieceError,
+    default_registry,
+)
 from pieces.settings import get_piece_settings
 from tests.support.prefect import flow_run_logs
 
@@ -146,6 +153,40 @@ def test_an_unset_allow_list_loads_every_installed_distribution(on_path: Path) -
     assert registry.origin(KEY) == DISTRIBUTION
 
 
+def test_a_refusal_is_listed_but_not_logged_as_a_warning(
+    on_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Refusing is the operator's choice: every process would otherwise warn about it."""
+    with caplog.at_level(logging.INFO, logger="pieces.registry"):
+        registry = PieceRegistry.from_entry_points(allow=())
+    about_acme = [r for r in caplog.records if KEY in r.getMessage()]
+    assert [r.levelno for r in about_acme] == [logging.INFO]
+    assert [p.reason for p in _acme_problems(registry)] == [
+        "distribution not in ALTLAS_PIECES_ALLOW"
+    ]
+
+
+def test_a_lookup_of_any_kind_names_the_refusal_and_never_suggests_a_refused_key(
+    on_path: Path,
+) -> None:
+    refused = PieceRegistry.from_entry_points(allow=())
+    with pytest.raises(UnknownPieceError) as caught:
+        refused.any(KEY)
+    assert str(caught.value) == (
+        "piece 'acme.invoice_total' is installed (distribution 'acme-pieces') but not allowed "
+        "here: add 'acme-pieces' to ALTLAS_PIECES_ALLOW"
+    )
+    assert caught.value.refused_from == DISTRIBUTION
+    with pytest.raises(UnknownPieceError) as typo:
+        refused.any("acme.invoice_totl")
+    assert typo.value.suggestion is None  # not loaded, so not offered
+
+    allowed = PieceRegistry.from_entry_points(allow=[DISTRIBUTION])
+    with pytest.raises(UnknownPieceError) as typo:
+        allowed.any("acme.invoice_totl")
+    assert typo.value.suggestion == KEY
+
+
 # --- validation and runs --------------------------------------------------------------------
 
 
@@ -259,6 +300,27 @@ def test_pieces_list_and_show_print_the_installed_piece(site: Path) -> None:
     refused = altlas_flows(site, "pieces", "list", allow="")
     assert not any(line.startswith(f"{KEY} ") for line in refused.stdout.splitlines())
     assert f"not loaded: {ENTRY_POINT} (acme-pieces): distribution not in " in refused.stdout
+
+
+def test_a_refused_package_stays_out_of_other_commands(site: Path) -> None:
+    """Installed but not allowed: only `pieces list` and a lookup of its own key mention it."""
+    hint = "(`altlas-flows pieces list` shows the installed pieces)"
+    typo = altlas_flows(site, "pieces", "show", "core.transfrom", allow="")
+    assert typo.returncode == 2
+    assert typo.stderr == (
+        f"altlas-flows pieces show: unknown piece 'core.transfrom'; did you mean "
+        f"'core.transform'? {hint}\n"
+    )
+
+    checked = altlas_flows(site, "validate", "definitions/examples/chain.json", allow="")
+    assert (checked.returncode, checked.stderr) == (0, "")
+
+    asked = altlas_flows(site, "pieces", "show", KEY, allow="")
+    assert asked.returncode == 2
+    assert asked.stderr == (
+        "altlas-flows pieces show: piece 'acme.invoice_total' is installed (distribution "
+        f"'acme-pieces') but not allowed here: add 'acme-pieces' to ALTLAS_PIECES_ALLOW {hint}\n"
+    )
 
 
 @pytest.mark.usefixtures("engine")

@@ -9,13 +9,18 @@ Routes (any method):
 - `/gzip?n=N`: N zero bytes, gzip-compressed on the wire.
 - `/slow?seconds=S`: waits before answering; `/drip?chunks=C&interval=S`: a body sent slowly.
 Every request is recorded in `LocalServer.requests`.
+
+For failures below HTTP: `serve_raw` answers every connection with fixed bytes (or a reset), and
+`hanging_port` is a port whose connections never complete.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -178,3 +183,60 @@ def serve(ssl_context: ssl.SSLContext | None = None) -> Iterator[LocalServer]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+@contextmanager
+def serve_raw(reply: bytes, *, reset: bool = False) -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that reads a request, sends `reply` and closes; yields its port.
+
+    With `reset`, the connection is closed with a TCP reset (RST) instead of an orderly close.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def answer() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn, suppress(OSError):
+                conn.settimeout(5)
+                conn.recv(65536)
+                conn.sendall(reply)
+                if reset:  # SO_LINGER with a zero time-out: close() sends RST
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+@contextmanager
+def hanging_port() -> Iterator[int]:
+    """A port on 127.0.0.1 where connecting hangs: its accept queue is full and never served.
+
+    Linux drops the handshake of a connection that does not fit the queue, so the client keeps
+    waiting (as for a host that does not answer) instead of being refused.
+    """
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = int(listener.getsockname()[1])
+    fillers: list[socket.socket] = []
+    try:
+        for _ in range(3):  # the first fills the queue, the others wait behind it
+            filler = socket.socket()
+            filler.setblocking(False)
+            with suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

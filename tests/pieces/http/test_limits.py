@@ -50,7 +50,8 @@ async def test_announced_size_over_the_cap(call: Call, server: LocalServer) -> N
     assert error.error_type == "ResponseTooLarge"
     assert error.retryable is False
     assert "ALTLAS_HTTP_MAX_RESPONSE_BYTES" in error.message
-    assert error.details == {"status": 200, "limit_bytes": 1000}
+    assert error.details["status"] == 200
+    assert error.details["limit_bytes"] == 1000
 
 
 async def test_unannounced_size_stops_reading_at_the_cap(call: Call, server: LocalServer) -> None:
