@@ -52,17 +52,23 @@ class UnknownPieceError(LookupError):
         kind: PieceKind | None,
         known: Iterable[str],
         refused_from: str | None = None,
+        withheld: str | None = None,
     ) -> None:
         known_keys = sorted(known)
         close = difflib.get_close_matches(key, known_keys, n=1)
         self.key = key
         self.kind = kind
-        self.suggestion = close[0] if close and refused_from is None else None
+        refused = refused_from is not None or withheld is not None
+        self.suggestion = close[0] if close and not refused else None
         self.refused_from = refused_from
+        self.withheld = withheld
         super().__init__(self._message(known_keys))
 
     def _message(self, known_keys: list[str]) -> str:
         key, dist = self.key, self.refused_from
+        if self.withheld is not None:
+            allowed = ", ".join(known_keys) or "(none)"
+            return f"piece {key!r} is not allowed {self.withheld}; allowed pieces: {allowed}"
         refused = (
             f"{key!r} is installed (distribution {dist!r}) but not allowed here: add {dist!r} "
             "to ALTLAS_PIECES_ALLOW"
@@ -106,6 +112,7 @@ class PieceRegistry:
     _origins: dict[str, str] = field(default_factory=dict)
     _instances: dict[str, Piece[Any, Any]] = field(default_factory=dict)
     _refused: dict[str, str] = field(default_factory=dict)
+    _withheld: dict[str, str] = field(default_factory=dict)
     problems: list[LoadProblem] = field(default_factory=list)
 
     def register(self, piece: Any, *, origin: str = "(registered in code)") -> None:
@@ -134,8 +141,29 @@ class PieceRegistry:
             return self._actions[key]
         except KeyError:
             raise UnknownPieceError(
-                key, PieceKind.ACTION, self._actions, self._refused.get(key)
+                key,
+                PieceKind.ACTION,
+                self._actions,
+                self._refused.get(key),
+                self._withheld.get(key),
             ) from None
+
+    def restricted(self, allowed: Collection[str], *, where: str) -> PieceRegistry:
+        """A registry with only the action pieces in `allowed` (triggers all stay).
+
+        Asking it for another installed action says it is not allowed `where` (e.g. "for
+        tenant 'acme'"), rather than that it is not installed.
+        """
+        narrowed = PieceRegistry(
+            _actions={k: v for k, v in self._actions.items() if k in allowed},
+            _triggers=dict(self._triggers),
+            _origins=dict(self._origins),
+            _refused=dict(self._refused),
+            _withheld={k: where for k in self._actions if k not in allowed},
+            problems=list(self.problems),
+        )
+        narrowed._instances = {k: v for k, v in self._instances.items() if k in allowed}
+        return narrowed
 
     def instance(self, key: str) -> Piece[Any, Any]:
         """The shared instance of action piece `key` (pieces keep no per-run state)."""

@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -337,6 +338,8 @@ class Run(Base):
     # How many nodes have started: the counter behind `NodeRun.seq`. Incremented with an UPDATE
     # of this row, whose row lock makes concurrent node starts of one run take distinct numbers.
     node_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # Set by `pauseRun`, cleared by `resumeRun`: the engine reads it before each node starts.
+    pause_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 # Newest-first lists of a tenant (also the index of `tenant_id` alone). Declared outside the class

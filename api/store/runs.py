@@ -207,6 +207,29 @@ async def update_run_state(
     return result.first() is not None
 
 
+async def request_pause(
+    session: AsyncSession, *, tenant_id: str, run_id: str, paused: bool
+) -> bool:
+    """Ask the run's engine to pause before its next node (`paused`) or to go on; False when
+    the tenant has no such run."""
+    result = await session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.tenant_id == tenant_id)
+        .values(pause_requested=paused)
+        .returning(Run.id)
+        .execution_options(synchronize_session=False)
+    )
+    return result.first() is not None
+
+
+async def pause_requested(session: AsyncSession, *, tenant_id: str, run_id: str) -> bool:
+    """Whether the run was asked to pause (False for a run the store does not know)."""
+    found = await session.execute(
+        select(Run.pause_requested).where(Run.id == run_id, Run.tenant_id == tenant_id)
+    )
+    return bool(found.scalar_one_or_none())
+
+
 async def set_flow_run(
     session: AsyncSession,
     *,

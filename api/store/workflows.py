@@ -142,11 +142,14 @@ async def list_current_versions(
 
 
 async def list_enabled_workflows(
-    session: AsyncSession, *, tenant_id: str | None = None
+    session: AsyncSession, *, tenant_id: str | None = None, include_disabled: bool = False
 ) -> list[tuple[Workflow, WorkflowVersion]]:
-    """Enabled workflows with their current definitions, of one tenant or (None) of all tenants,
-    by tenant and id: what the deployment sync turns into Prefect deployments."""
-    query = _with_current_version().where(Workflow.enabled.is_(True))
+    """Enabled workflows (and disabled ones too with `include_disabled`) with their current
+    definitions, of one tenant or (None) of all tenants, by tenant and id: what the deployment
+    sync turns into Prefect deployments (a disabled workflow's deployment is paused)."""
+    query = _with_current_version()
+    if not include_disabled:
+        query = query.where(Workflow.enabled.is_(True))
     if tenant_id is not None:
         query = query.where(Workflow.tenant_id == tenant_id)
     query = query.order_by(Workflow.tenant_id, Workflow.id)

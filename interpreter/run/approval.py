@@ -1,6 +1,5 @@
-"""Human approval: pause the flow run until someone resumes it with input.
-
-Main entry: `wait_for_approval`.
+"""Pausing a flow run: for a person's approval (`wait_for_approval`), and on request from
+outside the run (`hold_while`, the service's pauseRun) between two nodes.
 
 This is Prefect's own pause-with-input protocol, so a paused run is resumed the standard way —
 the Prefect UI's "Resume" form (built from the input schema), `prefect flow-run resume`, or
@@ -16,9 +15,11 @@ edge can proceed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prefect import State, get_client, get_run_logger
@@ -113,3 +114,34 @@ async def _pause(
                     retryable=False,
                 )
             await asyncio.sleep(min(POLL_SECONDS, remaining))
+
+
+PAUSE_REQUEST_POLL_SECONDS = 0.5
+HELD_PAUSE_TIMEOUT_SECONDS = 7 * 24 * 3600
+"""How long Prefect is told a requested pause may last (it ends only when resumed)."""
+
+
+async def hold_while(
+    flow_run_id: uuid.UUID,
+    still_paused: Callable[[], Awaitable[bool]],
+    stopped: asyncio.Event,
+) -> None:
+    """Show the flow run as Paused in Prefect and wait until `still_paused()` says no (checked
+    every `PAUSE_REQUEST_POLL_SECONDS`) or the run is stopped; then set it Running again.
+
+    No node runs meanwhile: the engine calls this between nodes.
+    """
+    paused: State[Any] = Paused(
+        timeout_seconds=HELD_PAUSE_TIMEOUT_SECONDS, reschedule=False, pause_key="altlas-pause"
+    )
+    async with get_client() as client:
+        await propose_state(client=client, state=paused, flow_run_id=flow_run_id)
+        get_run_logger().info("the run is paused; it goes on when it is resumed")
+        try:
+            while not stopped.is_set() and await still_paused():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopped.wait(), timeout=PAUSE_REQUEST_POLL_SECONDS)
+        finally:
+            if not stopped.is_set():
+                await propose_state(client=client, state=Running(), flow_run_id=flow_run_id)
+                get_run_logger().info("the run was resumed")

@@ -15,13 +15,16 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
+from uuid import UUID
 
 from interpreter.definition import templates
 from interpreter.definition.model import Plan, Workflow
+from interpreter.run.approval import hold_while
 from interpreter.run.errors import RunStopped, StopReason
 from interpreter.run.results import NodeResult, NodeStatus
 from interpreter.run.secrets import Redactor
 from interpreter.run.services import (
+    NoControl,
     NodeEvent,
     NodePhase,
     NullRecorder,
@@ -146,6 +149,8 @@ class Execution:
         self._running: set[asyncio.Task[Any]] = set()
         # A run without a recorder builds no events at all (ad-hoc runs pay nothing).
         self._recording = not isinstance(self.services.recorder, NullRecorder)
+        self._controlled = not isinstance(self.services.control, NoControl)
+        self._pause_lock = asyncio.Lock()
         self._history: asyncio.Queue[NodeEvent | RunChange | None] = asyncio.Queue()
         self._historian: asyncio.Task[None] | None = None
 
@@ -221,6 +226,24 @@ class Execution:
             raise self.stopped_error() from None
         finally:
             self._running.discard(current)
+
+    # --- pausing on request ------------------------------------------------------------------
+
+    async def checkpoint(self) -> None:
+        """Before a node starts: if the run was asked to pause, wait here until it is resumed
+        (or stopped). Parallel branches reaching it meanwhile wait for the same resume."""
+        if not self._controlled or self.stopped.is_set():
+            return
+        async with self._pause_lock:
+            if not await self._pause_requested():
+                return
+            self.run_changed(RunPhase.PAUSED)
+            await hold_while(UUID(self.flow_run_id), self._pause_requested, self.stopped)
+            if not self.stopped.is_set():
+                self.run_changed(RunPhase.RUNNING)
+
+    async def _pause_requested(self) -> bool:
+        return await self.services.control.pause_requested(self.run.tenant, self.run.id)
 
     # --- node history ------------------------------------------------------------------------
 

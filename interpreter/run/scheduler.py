@@ -108,6 +108,14 @@ class PlanRun:
         while node_id is not None:
             node = self.plan.nodes[node_id]
             record = self.records[node_id]
+            await execution.checkpoint()  # a run paused on request waits here
+            if execution.stopped.is_set():  # stopped meanwhile: the node never starts
+                self._settle(node_id)
+                ready: list[str] = []
+                self._propagate(node, record, ready)
+                for next_id in ready:
+                    self._start(next_id)
+                return
             upstream, links = self._upstream(node_id)
             state = await run_task(
                 node_task(record.label, node.retry.max_attempts),
@@ -136,7 +144,7 @@ class PlanRun:
                     taken=self._decide_quietly(node, output),
                 )
             self._settle(node_id)
-            ready: list[str] = []
+            ready = []
             self._propagate(node, record, ready)
             node_id = None
             for next_id in ready:

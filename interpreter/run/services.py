@@ -7,7 +7,8 @@ many tenants with one set of services:
 - `SecretProvider`: the value of `secrets.NAME` for a tenant;
 - `WorkflowResolver`: another workflow of the tenant, for `core.subworkflow`;
 - `RunRecorder`: what happened in a run (its state changes, and each node's start, failed
-  attempts, end, skip or wait), with inputs and outputs already redacted.
+  attempts, end, skip or wait), with inputs and outputs already redacted;
+- `RunControl`: whether someone asked the run to pause before its next node starts.
 
 Ad-hoc runs (`run_workflow`) use the environment, files and no recorder; the service plugs in its
 store. Services are found in this order: the ones set for the current context (`using_services`,
@@ -122,6 +123,22 @@ class RunRecorder(Protocol):
     async def node_changed(self, tenant: str, event: NodeEvent) -> None: ...
 
 
+class RunControl(Protocol):
+    """Requests from outside a run that the engine reads at node boundaries."""
+
+    async def pause_requested(self, tenant: str, run_id: str) -> bool:
+        """Whether the run should pause (before its next node) or stay paused."""
+        ...
+
+
+class NoControl:
+    """Nobody pauses ad-hoc runs from outside (a person can still pause through the UI's
+    Prefect states, and `core.approval` pauses by itself)."""
+
+    async def pause_requested(self, tenant: str, run_id: str) -> bool:
+        return False
+
+
 class NullRecorder:
     """Records nothing: ad-hoc runs keep their history in the `RunResult` and in Prefect."""
 
@@ -140,6 +157,7 @@ class RunServices:
     secrets: SecretProvider = field(default_factory=EnvironmentSecrets)
     resolver: WorkflowResolver = field(default_factory=FileResolver)
     recorder: RunRecorder = field(default_factory=NullRecorder)
+    control: RunControl = field(default_factory=NoControl)
     depth: int = 0
     """How many `core.subworkflow` levels this run is below the top-level run."""
     prepared: tuple[dict[str, Any], Workflow] | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -185,3 +186,53 @@ async def test_process_services_reach_runs_started_without_a_context(
         await _run(definition, run_id="run-mine")
     assert {c.run_id for _, c in mine.calls} == {"run-mine"}
     assert "run-mine" not in {c.run_id for _, c in process_recorder.calls}
+
+
+class SwitchControl:
+    """Asks for a pause until `resume()`; counts how often the engine asked."""
+
+    def __init__(self) -> None:
+        self.paused = True
+        self.asked = 0
+
+    async def pause_requested(self, tenant: str, run_id: str) -> bool:
+        self.asked += 1
+        return self.paused
+
+
+async def test_a_pause_request_holds_the_next_node_until_resumed() -> None:
+    import asyncio
+
+    from prefect import get_client
+
+    recorder, control = ListRecorder(), SwitchControl()
+    definition = workflow(
+        [node("first", value=1), node("second", value="{{ nodes.first.output + 1 }}")],
+        [edge("first", "second")],
+        output="{{ nodes.second.output }}",
+    )
+
+    async def resume_later() -> float:
+        await asyncio.sleep(1.5)
+        control.paused = False
+        return asyncio.get_running_loop().time()
+
+    with using_services(RunServices(recorder=recorder, control=control)):
+        resumer = asyncio.ensure_future(resume_later())
+        outcome = await _run(definition, run_id="run-paused")
+        resumed_at = await resumer
+    assert outcome.result.state == "completed"
+    assert outcome.raw_output == 2
+    phases = [r.phase for r in recorder.runs()]
+    assert phases == [RunPhase.RUNNING, RunPhase.PAUSED, RunPhase.RUNNING, RunPhase.COMPLETED]
+    # No node started while the run was paused: the first start follows the resume.
+    first_start = recorder.nodes("first")[0]
+    paused_at = recorder.runs()[1].at
+    assert first_start.at > recorder.runs()[2].at > paused_at
+    assert control.asked >= 3  # asked at each node, and while paused
+    assert resumed_at > 0
+    async with get_client() as client:
+        history = await client.read_flow_run_states(UUID(outcome.result.flow_run_id))
+    names = [state.type.value for state in history]
+    assert "PAUSED" in names
+    assert names[-1] == "COMPLETED"

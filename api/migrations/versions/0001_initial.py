@@ -123,6 +123,7 @@ def upgrade() -> None:
         sa.Column("flow_run_id", sa.String(36), nullable=True),
         sa.Column("deployment_id", sa.String(36), nullable=True),
         sa.Column("node_seq", sa.Integer(), nullable=False),
+        sa.Column("pause_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
             ["tenants.id"],
