@@ -44,7 +44,12 @@ def definition(n: int) -> dict[str, Any]:
 
 def _forget_templates() -> None:
     """Each round sees the templates for the first time, as a newly stored definition would."""
-    for cached in (templates.compile_template, templates.references, templates.syntax_error):
+    for cached in (
+        templates.compile_template,
+        templates.references,
+        templates.syntax_error,
+        templates.renders_text_around,
+    ):
         cached.cache_clear()
 
 

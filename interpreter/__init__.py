@@ -21,7 +21,12 @@ from interpreter.settings import apply_prefect_defaults
 
 apply_prefect_defaults()  # before anything imports Prefect
 
-from interpreter.definition.problems import DefinitionError, ParameterError, Problem  # noqa: E402
+from interpreter.definition.problems import (  # noqa: E402
+    DefinitionError,
+    DefinitionFileError,
+    ParameterError,
+    Problem,
+)
 from interpreter.definition.validation import validate  # noqa: E402
 from interpreter.run.results import NodeResult, RunResult  # noqa: E402
 
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DefinitionError",
+    "DefinitionFileError",
     "NodeResult",
     "ParameterError",
     "Problem",

@@ -4,22 +4,27 @@ Main entry: `add_commands(subparsers)`; `deployments.cli` composes these with th
 start servers, and is what the `altlas-flows` console script runs.
 
 Exit codes: 0 success; 1 invalid definitions (`validate`) or a run that did not complete (`run`);
-2 bad usage, an invalid definition or invalid parameters given to `run`.
+2 bad usage: a file that cannot be read, an invalid `--tenant`, an invalid definition or invalid
+parameters given to `run`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from interpreter.definition.problems import DefinitionError, ParameterError
+from interpreter.definition.identifiers import check_tenant_id
+from interpreter.definition.problems import (
+    DefinitionError,
+    DefinitionFileError,
+    ParameterError,
+    display_pointer,
+)
 from interpreter.definition.validation import load_definition, validate_document
-
-LOCAL_PREFECT_API = "http://127.0.0.1:4200/api"
+from interpreter.local_server import use_local_server_if_running
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,21 +74,35 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """`altlas-flows validate FILE... [--format json]`."""
+    """`altlas-flows validate FILE... [--format json]`.
+
+    Text output is `FILE: POINTER: MESSAGE` per problem, the whole document's pointer `""`
+    shown as `(document)`; JSON output keeps `""`. A file that cannot be read is not an invalid
+    definition: it is reported on stderr (`cannot read FILE: REASON`), the other files are
+    still checked, and the exit code is 2.
+    """
     rows: list[dict[str, str]] = []
+    unreadable = False
     for file in args.files:
-        document, problems = load_definition(file)
+        try:
+            document, problems = load_definition(file)
+        except DefinitionFileError as exc:
+            sys.stderr.write(f"altlas-flows validate: {exc}\n")
+            unreadable = True
+            continue
         if document is not None:
             problems = validate_document(document)
         rows.extend({"file": file, **p.as_dict()} for p in problems)
         if args.format == "text":
             if problems:
                 for problem in problems:
-                    out.write(f"{file}: {problem.path or '/'}: {problem.message}\n")
+                    out.write(f"{file}: {display_pointer(problem.path)}: {problem.message}\n")
             else:
                 out.write(f"{file}: valid\n")
     if args.format == "json":
         out.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+    if unreadable:
+        return 2
     return 1 if rows else 0
 
 
@@ -91,8 +110,17 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """`altlas-flows run FILE [--param k=v]... [--params-json JSON]`."""
-    document, problems = load_definition(args.file)
+    """`altlas-flows run FILE [--param k=v]... [--params-json JSON]`.
+
+    Exits with 2, before anything runs, when `--tenant` is not a tenant id, FILE cannot be
+    read (`cannot read FILE: REASON`), the definition is invalid or the parameters are.
+    """
+    try:
+        check_tenant_id(args.tenant, field="--tenant")
+        document, problems = load_definition(args.file)
+    except (ValueError, DefinitionFileError) as exc:
+        sys.stderr.write(f"altlas-flows run: {exc}\n")
+        return 2
     if document is None:
         _print_problems(DefinitionError(problems))
         return 2
@@ -158,28 +186,6 @@ def _print_problems(exc: DefinitionError | ParameterError) -> None:
     sys.stderr.write(f"{exc}\n")
 
 
-def use_local_server_if_running() -> None:
-    """Point Prefect at the server `altlas-flows up` started, unless PREFECT_API_URL is set.
-
-    Without a server Prefect starts a temporary one for this command alone (about 15 s).
-    """
-    if os.environ.get("PREFECT_API_URL"):
-        return
-    import httpx
-
-    try:
-        healthy = httpx.get(f"{LOCAL_PREFECT_API}/health", timeout=0.5).status_code == 200
-    except httpx.HTTPError:
-        healthy = False
-    if healthy:
-        os.environ["PREFECT_API_URL"] = LOCAL_PREFECT_API
-    else:
-        sys.stderr.write(
-            "no Prefect server at 127.0.0.1:4200 (start one with `altlas-flows up`); "
-            "starting a temporary one for this run...\n"
-        )
-
-
 # --- pieces ------------------------------------------------------------------------------------
 
 
@@ -220,15 +226,14 @@ def cmd_pieces_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from pieces.registry import UnknownPieceError, default_registry
 
     registry = default_registry()
-    piece: Any
     try:
-        piece = registry.action(args.key)
-    except UnknownPieceError as not_action:
-        try:
-            piece = registry.trigger(args.key)
-        except UnknownPieceError as not_trigger:
-            sys.stderr.write(f"{not_action}\n{not_trigger}\n")
-            return 2
+        piece = registry.any(args.key)
+    except UnknownPieceError as exc:
+        sys.stderr.write(
+            f"altlas-flows pieces show: {exc} "
+            "(`altlas-flows pieces list` shows the installed pieces)\n"
+        )
+        return 2
     info: dict[str, Any] = {
         "key": piece.key,
         "kind": piece.kind.value,
@@ -240,6 +245,10 @@ def cmd_pieces_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         "secrets": [vars(s) for s in piece.secrets],
     }
     if isinstance(piece, type) and issubclass(piece, Piece):
+        info["defaults"] = {
+            "retry": piece.default_retry,
+            "timeout_seconds": piece.default_timeout_seconds,
+        }
         info["input_schema"] = piece.input_schema()
         info["output_schema"] = piece.output_schema()
     else:

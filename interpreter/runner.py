@@ -20,10 +20,12 @@ from typing import Any
 
 from prefect import State, tags
 
+from interpreter.definition.identifiers import check_tenant_id
 from interpreter.definition.model import Workflow
 from interpreter.definition.parameters import prepare_parameters
 from interpreter.definition.problems import DefinitionError
 from interpreter.definition.validation import Definition, load_definition, validate_document
+from interpreter.local_server import use_local_server_if_running
 from interpreter.run.flow import RunOutcome, named_flow
 from interpreter.run.launch import call_flow, manual_trigger, run_tags
 from interpreter.run.resolvers import FileResolver, definition_version
@@ -60,7 +62,10 @@ def run_workflow(
 
     Raises:
         DefinitionError: the definition is invalid (nothing runs).
+        DefinitionFileError: the definition's file cannot be read (an `OSError`).
         ParameterError: the parameters fail the workflow's `parameters` schema (nothing runs).
+        ValueError: `tenant` is not a tenant id (`^[a-z][a-z0-9-]{0,62}$`).
+        TypeError: `definition` is neither a dict, JSON text nor a path.
     """
     call = arun_workflow(
         definition,
@@ -87,11 +92,12 @@ async def arun_workflow(
     registry: PieceRegistry | None = None,
 ) -> RunResult:
     """`run_workflow` for async callers (same arguments and result)."""
+    check_tenant_id(tenant)
     document, problems = load_definition(definition)
     registry = registry or default_registry()
     if document is None or (problems := validate_document(document, registry=registry)):
         raise DefinitionError(problems)
-    workflow = Workflow.parse(document)
+    workflow = Workflow.parse(document, registry=registry)
     prepare_parameters(workflow.parameters_schema, dict(parameters or {}))  # refuse before running
     version = version or definition_version(document)
     services = RunServices(
@@ -100,6 +106,7 @@ async def arun_workflow(
         resolver=_resolver_for(definition),
         prepared=(document, workflow),
     )
+    use_local_server_if_running()  # the server `altlas-flows up` started, as the CLI does
     flow = named_flow(workflow.id)
     with (
         using_services(services),

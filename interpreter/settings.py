@@ -55,6 +55,13 @@ class EngineSettings(BaseSettings):
     summary_artifact: bool = Field(
         default=True, description="Write one summary table artifact per run to Prefect."
     )
+    local_prefect_port: int = Field(
+        default=4200,
+        ge=1,
+        le=65535,
+        description="Port of the local Prefect server on 127.0.0.1: where `altlas-flows up` "
+        "starts it, `down` stops it, and runs look for it when PREFECT_API_URL is unset.",
+    )
 
 
 @lru_cache(maxsize=1)

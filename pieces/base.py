@@ -35,9 +35,12 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
+from weakref import WeakKeyDictionary
 
-from pydantic import BaseModel, ConfigDict
+import jsonschema_rs
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 if TYPE_CHECKING:
     from pieces.settings import PieceSettings
@@ -270,17 +273,47 @@ class Piece(PieceMeta, ABC, Generic[InputT, OutputT]):
         deferred_inputs: input fields whose templates the engine must *not* evaluate before `run`
             (the piece evaluates them itself with `context.render`, e.g. `core.map` renders its
             inner `input` once per item with `item` and `index` in scope).
+        default_retry: the `retry` of a node running this piece when neither the node, the
+            workflow's `defaults` nor the tenant sets one (a node `retry` object; None: one
+            attempt). Only failures the piece marks retryable are retried.
+        default_timeout_seconds: likewise, the node's `timeout_seconds` (None: no limit).
     """
 
     kind: ClassVar[PieceKind] = PieceKind.ACTION
     Input: ClassVar[type[BaseModel]]
     Output: ClassVar[type[Any] | None] = None
     deferred_inputs: ClassVar[frozenset[str]] = frozenset()
+    default_retry: ClassVar[dict[str, Any] | None] = None
+    default_timeout_seconds: ClassVar[float | None] = None
 
     @classmethod
     def input_schema(cls) -> dict[str, Any]:
         """The JSON Schema of `Input`: what the validator checks node inputs against."""
         return cls.Input.model_json_schema()
+
+    @classmethod
+    def parse_input(cls, raw: Any) -> InputT:
+        """The node's input as an `Input` model, by the one rule that validation also applies.
+
+        `raw` (templates already evaluated, `deferred_inputs` left as they are) must satisfy
+        the published `input_schema()` with JSON's strict types: a string is not a number,
+        `"true"` is not a boolean, a number is not a string, NaN is not JSON. Only then does
+        `Input` build the model, with its own validators (enums from their values, datetimes
+        from strings). The validator checks literal inputs against the same schema, so a value
+        refused there as a literal is refused here when a template produced it.
+
+        Raises:
+            pydantic.ValidationError: every schema violation (`loc` is the path in `raw`), or
+                the model's own errors.
+        """
+        validator = _input_schema_validator(cls)
+        try:
+            errors = [] if validator.is_valid(raw) else list(validator.iter_errors(raw))
+        except ValueError as exc:  # a value JSON has no form for, e.g. a range or a set
+            raise _schema_error(cls, [((), f"the input is not JSON: {exc}", raw)]) from None
+        if errors:
+            raise _schema_error(cls, [place for e in errors for place in _places(raw, e)])
+        return cast(InputT, cls.Input.model_validate(raw))
 
     @classmethod
     def output_schema(cls) -> dict[str, Any] | None:
@@ -299,15 +332,84 @@ class Piece(PieceMeta, ABC, Generic[InputT, OutputT]):
         """Do the work and return a JSON-serialisable value (or a pydantic model)."""
 
 
+_input_validators: WeakKeyDictionary[type[Any], Any] = WeakKeyDictionary()
+
+
+def _input_schema_validator(piece: type[Piece[Any, Any]]) -> Any:
+    """The piece's input schema, compiled once per piece class (`jsonschema_rs`: it checks a
+    10,000-item value held by an unconstrained field in microseconds, without walking it)."""
+    found = _input_validators.get(piece)
+    if found is None:
+        found = _input_validators[piece] = jsonschema_rs.validator_for(
+            piece.input_schema(), validate_formats=True
+        )
+    return found
+
+
+def _schema_message(raw: Any, error: Any) -> str:
+    value: Any = raw
+    for part in error.instance_path:
+        try:
+            value = value[part]
+        except (LookupError, TypeError):
+            break
+    if isinstance(value, float) and not math.isfinite(value):
+        # JSON has no NaN or infinity; the validator would call the value null.
+        return f"{value} is not a JSON number"
+    return str(error.message)
+
+
+def _places(raw: Any, error: Any) -> list[tuple[tuple[str | int, ...], str, Any]]:
+    """Where a schema error is, as pydantic locations: an unexpected field is reported at the
+    field itself (as pydantic's `extra="forbid"` does), one per field."""
+    at = tuple(error.instance_path)
+    unexpected = getattr(error.kind, "unexpected", None)
+    if isinstance(unexpected, list) and isinstance(error.instance, dict):
+        return [
+            ((*at, name), "unknown field; it is not in the input schema", error.instance[name])
+            for name in unexpected
+            if name in error.instance
+        ]
+    return [(at, _schema_message(raw, error), error.instance)]
+
+
+def _schema_error(
+    piece: type[Piece[Any, Any]], errors: list[tuple[tuple[str | int, ...], str, Any]]
+) -> ValidationError:
+    return ValidationError.from_exception_data(
+        piece.Input.__name__,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("input_schema", "{reason}", {"reason": message}),
+                loc=loc,
+                input=value,
+            )
+            for loc, message, value in errors
+        ],
+    )
+
+
+class TriggerStrategy(StrEnum):
+    """How a trigger piece starts runs; what the service does with its triggers."""
+
+    MANUAL = "manual"
+    """Runs start on request (the API, the command line, the Prefect UI)."""
+    SCHEDULE = "schedule"
+    """Runs start on a schedule of the workflow's Prefect deployment."""
+    WEBHOOK = "webhook"
+    """Runs start from HTTP deliveries to the trigger's URL."""
+
+
 class TriggerPiece(PieceMeta):
     """A trigger piece: how runs of a workflow start (`manual`, `schedule`, `webhook`, ...).
 
     `Config` validates the trigger entry's own fields (everything except the common `id`, `type`,
-    `parameters`, `filter` and `dedupe_key`). Subclasses add the functions the API and the
-    deployment sync call (next fire times, request verification).
+    `parameters`, `filter` and `dedupe_key`); `strategy` says how its runs start. Subclasses add
+    the functions the API and the deployment sync call (next fire times, request verification).
     """
 
     kind: ClassVar[PieceKind] = PieceKind.TRIGGER
+    strategy: ClassVar[TriggerStrategy] = TriggerStrategy.MANUAL
     Config: ClassVar[type[BaseModel]]
 
     COMMON_FIELDS: ClassVar[frozenset[str]] = frozenset(

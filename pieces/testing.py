@@ -91,7 +91,7 @@ async def run_piece(
     """Validate `input` against the piece's `Input` model, run it once, return its output as the
     engine would record it (JSON, models dumped by alias; `InvalidOutput` otherwise)."""
     instance = piece()
-    model = piece.Input.model_validate(dict(input))
+    model = piece.parse_input(dict(input))
     context = replace(context or StandaloneContext(), piece=piece)
     result = await instance.run(context, model)
     return json_output(result)

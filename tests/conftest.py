@@ -118,9 +118,9 @@ def prefect_server() -> Iterator[str]:
         # Deliver queued artifacts, logs and events while the server is still there.
         from prefect._internal.concurrency.services import QueueService
 
-        from interpreter.run.background import drain
+        from interpreter.run.background import flush
 
-        drain(timeout=30)
+        flush(timeout=30)
         QueueService.drain_all(timeout=30)
     finally:
         server.stop()

@@ -1,17 +1,25 @@
 """The typed model of a valid definition: `Workflow`, `Plan`, `Node`, `Edge`, `RetryPolicy`.
 
 `Workflow.parse` runs only on documents the validator accepted. It normalises shorthands into one
-canonical form (workflow `defaults` copied onto each node, omitted fields filled in), so the engine
-never looks at defaults again.
+canonical form (omitted fields filled in, and each node's `retry` and `timeout_seconds` resolved
+through the layers of `NodeDefaults`), so the engine never looks at defaults again.
+
+Execution settings are layered, the most specific winning: what the node's piece declares
+(`Piece.default_retry`, `Piece.default_timeout_seconds`), then the tenant's defaults, then the
+workflow's `defaults`, then the node's own fields. Each of `retry` and `timeout_seconds` comes
+whole from the most specific layer that sets it (a `retry` object is not merged field by field).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 from interpreter.definition.graph import Graph
+from pieces.registry import PieceRegistry
 
 DEFAULT_RETRY_DELAY_SECONDS = 1.0
 
@@ -67,6 +75,64 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class ExecutionDefaults:
+    """One layer of execution settings: a `retry` and a `timeout_seconds`, either unset."""
+
+    retry: RetryPolicy | None = None
+    timeout_seconds: float | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None) -> ExecutionDefaults:
+        """From a `{"retry": {...}, "timeout_seconds": n}` object (a workflow's `defaults`)."""
+        raw = raw or {}
+        retry = RetryPolicy.parse(raw["retry"]) if raw.get("retry") is not None else None
+        timeout = raw.get("timeout_seconds")
+        return cls(retry=retry, timeout_seconds=float(timeout) if timeout is not None else None)
+
+    def over(self, lower: ExecutionDefaults) -> ExecutionDefaults:
+        """This layer on top of `lower`: each setting from here when set, else from `lower`."""
+        return ExecutionDefaults(
+            retry=self.retry if self.retry is not None else lower.retry,
+            timeout_seconds=(
+                self.timeout_seconds if self.timeout_seconds is not None else lower.timeout_seconds
+            ),
+        )
+
+
+NO_DEFAULTS = ExecutionDefaults()
+
+
+@dataclass(frozen=True)
+class NodeDefaults:
+    """The layers under a node's own fields: its piece's, the tenant's, the workflow's."""
+
+    workflow: ExecutionDefaults = NO_DEFAULTS
+    tenant: ExecutionDefaults = NO_DEFAULTS
+    pieces: Mapping[str, ExecutionDefaults] = field(default_factory=dict)
+
+    def for_piece(self, key: str) -> ExecutionDefaults:
+        return self.workflow.over(self.tenant.over(self.pieces.get(key, NO_DEFAULTS)))
+
+
+def piece_defaults(registry: PieceRegistry) -> dict[str, ExecutionDefaults]:
+    """What each action piece of `registry` declares as its nodes' defaults."""
+    return _piece_defaults(registry)
+
+
+@lru_cache(maxsize=16)
+def _piece_defaults(registry: PieceRegistry) -> dict[str, ExecutionDefaults]:
+    found: dict[str, ExecutionDefaults] = {}
+    for piece in registry.actions():
+        timeout = piece.default_timeout_seconds
+        if piece.default_retry is not None or timeout is not None:
+            found[piece.key] = ExecutionDefaults(
+                retry=RetryPolicy.parse(piece.default_retry) if piece.default_retry else None,
+                timeout_seconds=float(timeout) if timeout is not None else None,
+            )
+    return found
+
+
+@dataclass(frozen=True)
 class Node:
     """One node: a piece to run, with its raw (template-bearing) input and its policies."""
 
@@ -103,23 +169,18 @@ class Plan:
     incoming: dict[str, tuple[Edge, ...]] = field(compare=False)
 
     @classmethod
-    def parse(
-        cls,
-        raw: dict[str, Any],
-        *,
-        default_retry: RetryPolicy | None = None,
-        default_timeout: float | None = None,
-    ) -> Plan:
-        """From a schema-valid `{nodes, edges, output}` object, with workflow defaults applied."""
+    def parse(cls, raw: dict[str, Any], *, defaults: NodeDefaults | None = None) -> Plan:
+        """From a schema-valid `{nodes, edges, output}` object, with the defaults applied."""
+        defaults = defaults or NodeDefaults()
         nodes: dict[str, Node] = {}
         for index, item in enumerate(raw["nodes"]):
-            retry = RetryPolicy.parse(item["retry"]) if "retry" in item else default_retry
+            layer = ExecutionDefaults.parse(item).over(defaults.for_piece(item["piece"]))
             nodes[item["id"]] = Node(
                 id=item["id"],
                 piece=item["piece"],
                 input=item.get("input", {}),
-                retry=retry or RetryPolicy(),
-                timeout_seconds=item.get("timeout_seconds", default_timeout),
+                retry=layer.retry or RetryPolicy(),
+                timeout_seconds=layer.timeout_seconds,
                 on_error=item.get("on_error", "fail"),
                 join=item.get("join", "any"),
                 index=index,
@@ -169,16 +230,29 @@ class Workflow:
     timeout_seconds: float | None
     concurrency_limit: int | None
     plan: Plan
-    default_retry: RetryPolicy | None
-    default_timeout: float | None
+    defaults: NodeDefaults
     document: dict[str, Any] = field(compare=False, repr=False)
 
     @classmethod
-    def parse(cls, document: dict[str, Any]) -> Workflow:
-        """From a document `interpreter.validate` accepted."""
-        defaults = document.get("defaults", {})
-        default_retry = RetryPolicy.parse(defaults["retry"]) if "retry" in defaults else None
-        default_timeout = defaults.get("timeout_seconds")
+    def parse(
+        cls,
+        document: dict[str, Any],
+        *,
+        registry: PieceRegistry | None = None,
+        tenant_defaults: ExecutionDefaults = NO_DEFAULTS,
+    ) -> Workflow:
+        """From a document `interpreter.validate` accepted.
+
+        Args:
+            document: the definition.
+            registry: the pieces whose declared defaults apply (None: no piece defaults).
+            tenant_defaults: the tenant's layer, between the pieces' and the workflow's.
+        """
+        defaults = NodeDefaults(
+            workflow=ExecutionDefaults.parse(document.get("defaults")),
+            tenant=tenant_defaults,
+            pieces=piece_defaults(registry) if registry is not None else {},
+        )
         common = {"id", "type", "parameters", "filter", "dedupe_key"}
         triggers = tuple(
             Trigger(
@@ -201,14 +275,11 @@ class Workflow:
             triggers=triggers,
             timeout_seconds=document.get("timeout_seconds"),
             concurrency_limit=document.get("concurrency", {}).get("limit"),
-            plan=Plan.parse(document, default_retry=default_retry, default_timeout=default_timeout),
-            default_retry=default_retry,
-            default_timeout=default_timeout,
+            plan=Plan.parse(document, defaults=defaults),
+            defaults=defaults,
             document=document,
         )
 
     def subplan(self, raw: dict[str, Any]) -> Plan:
         """A `core.map` sub-graph, with this workflow's defaults applied to its nodes."""
-        return Plan.parse(
-            raw, default_retry=self.default_retry, default_timeout=self.default_timeout
-        )
+        return Plan.parse(raw, defaults=self.defaults)

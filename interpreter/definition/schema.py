@@ -21,6 +21,10 @@ from typing import Any
 import jsonschema_rs
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.protocols import Validator
+from jsonschema_specifications import (  # type: ignore[import-untyped]  # no stubs
+    REGISTRY as SPECIFICATIONS,
+)
 
 from interpreter.definition.problems import Problem, pointer
 
@@ -68,12 +72,17 @@ def graph_validator() -> Draft202012Validator:
 
 
 def validator_for_schema(schema: dict[str, Any]) -> Draft202012Validator:
-    """A Draft 2020-12 validator that also checks `format` (dates, e-mail, ...)."""
-    return Draft202012Validator(schema, format_checker=FormatChecker())
+    """A Draft 2020-12 validator for a user's schema that also checks `format` (dates, ...).
+
+    A `$ref` resolves inside `schema`, or to the published JSON Schema meta-schemas; never over
+    the network (`jsonschema` would otherwise fetch any `http(s)://` reference it meets, from
+    the engine or the API server: a request to wherever the document points).
+    """
+    return Draft202012Validator(schema, format_checker=FormatChecker(), registry=SPECIFICATIONS)
 
 
 def schema_problems(
-    validator: Draft202012Validator,
+    validator: Validator,
     instance: Any,
     base: Sequence[str | int] = (),
     *,
@@ -109,12 +118,11 @@ def _translate(
         yield (*path, missing[0]), custom or f"`{missing[0]}` is required"
         return
     if error.validator in ("additionalProperties", "unevaluatedProperties"):
-        allowed = sorted(_allowed_properties(error, root))
-        for name in _quoted(error.message):
-            hint = difflib.get_close_matches(name, allowed, n=1)
-            suggestion = f"; did you mean `{hint[0]}`?" if hint else ""
-            listed = f". Allowed here: {', '.join(allowed)}." if allowed else ""
-            yield (*path, name), f"unknown field `{name}`{suggestion}{listed}"
+        allowed, complete = _allowed_properties(error, root)
+        # With `patternProperties` the message also quotes the patterns, after the names.
+        names = re.split(r" do(?:es)? not match any of the regexes", error.message)[0]
+        for name in _quoted(names):
+            yield (*path, name), unknown_field_message(name, allowed, complete=complete)
         return
     if custom:
         yield path, custom
@@ -125,14 +133,71 @@ def _translate(
     yield path, _friendly(error, path)
 
 
-def _allowed_properties(error: ValidationError, root: dict[str, Any]) -> set[str]:
+def unknown_field_message(name: str, allowed: Iterable[str], *, complete: bool = True) -> str:
+    """The message for an unknown field: a did-you-mean and the allowed names, when known.
+
+    One clause after a semicolon, then whole sentences, whichever parts apply:
+    "unknown field `secs`; did you mean `seconds`? Allowed here: seconds.",
+    "unknown field `x`; allowed here: a, b.",
+    "unknown field `x`; remove it (no fields are allowed here)."
+
+    Args:
+        allowed: the names the object takes.
+        complete: whether `allowed` is all of them (not when the schema composes others).
+    """
+    names = sorted(allowed)
+    listing = ", ".join(names)
+    hint = difflib.get_close_matches(name, names, n=1)
+    if hint:
+        listed = f" Allowed here: {listing}." if complete else ""
+        return f"unknown field `{name}`; did you mean `{hint[0]}`?{listed}"
+    if names:
+        lead = "allowed here" if complete else "fields allowed here include"
+        return f"unknown field `{name}`; {lead}: {listing}."
+    if complete:
+        return f"unknown field `{name}`; remove it (no fields are allowed here)."
+    return f"unknown field `{name}`; remove it or correct its name."
+
+
+# Subschemas whose evaluated properties count for a sibling `unevaluatedProperties`.
+_COMPOSING = ("allOf", "anyOf", "oneOf", "if", "then", "else", "dependentSchemas")
+
+
+def _allowed_properties(error: ValidationError, root: dict[str, Any]) -> tuple[set[str], bool]:
+    """The property names the failing schema admits, and whether that list is complete.
+
+    `additionalProperties` sees only its siblings `properties` and `patternProperties`;
+    `unevaluatedProperties` also sees what a `$ref` or a composing subschema evaluates.
+    """
     schema = error.schema if isinstance(error.schema, dict) else {}
     names = set(schema.get("properties", {}))
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        target = root.get("$defs", {}).get(ref.removeprefix("#/$defs/"), {})
-        names |= set(target.get("properties", {}))
-    return names
+    complete = "patternProperties" not in schema
+    if error.validator == "unevaluatedProperties":
+        parts = [schema]
+        ref = schema.get("$ref")
+        if isinstance(ref, str):
+            target = root.get("$defs", {}).get(ref.removeprefix("#/$defs/"))
+            if ref.startswith("#/$defs/") and isinstance(target, dict):
+                names |= set(target.get("properties", {}))
+                parts.append(target)
+                complete = complete and "$ref" not in target and "patternProperties" not in target
+            else:
+                complete = False
+        complete = complete and not any(_evaluates_properties(part) for part in parts)
+    return names, complete
+
+
+def _evaluates_properties(schema: dict[str, Any]) -> bool:
+    """Whether a composing subschema of `schema` may evaluate properties (not just require)."""
+    subschemas: list[Any] = []
+    for key in _COMPOSING:
+        value = schema.get(key)
+        if isinstance(value, list):
+            subschemas.extend(value)
+        elif isinstance(value, dict):
+            subschemas.extend(value.values() if key == "dependentSchemas" else [value])
+    keys = ("properties", "patternProperties", "additionalProperties", "$ref", *_COMPOSING)
+    return any(isinstance(sub, dict) and any(k in sub for k in keys) for sub in subschemas)
 
 
 def _quoted(message: str) -> list[str]:

@@ -397,6 +397,10 @@ class References:
     """Secret names used as `secrets.NAME` or `secrets['NAME']`."""
     dynamic_nodes: bool
     """`nodes` is also used in a way that cannot be checked statically (e.g. `nodes[var]`)."""
+    params: frozenset[tuple[str, ...]] = frozenset()
+    """Keys read under `params`, from the root, as far as they are literal names:
+    `params.a.b` and `params['a']['b']` give `("a", "b")` (and its prefix `("a",)`);
+    `params.a[i]` gives `("a",)`; a method call such as `params.get('x')` gives nothing."""
 
 
 @lru_cache(maxsize=65536)
@@ -429,12 +433,41 @@ def references(source: str) -> References:
         nodes=frozenset(static["nodes"]),
         secrets=frozenset(static["secrets"]),
         dynamic_nodes="nodes" in used and total_nodes_uses > static_uses["nodes"],
+        params=_static_chains(ast, "params") if "params" in used else frozenset(),
     )
+
+
+def _static_chains(ast: nodes.Template, root: str) -> frozenset[tuple[str, ...]]:
+    """Every look-up chain under the name `root`, cut at its first key that is not a literal
+    string; the last key of a method call's callee (`params.get(...)`) is not a key."""
+    callees = {id(call.node) for call in ast.find_all(nodes.Call)}
+    chains: set[tuple[str, ...]] = set()
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        steps: list[nodes.Getattr | nodes.Getitem] = []
+        current: nodes.Node = node
+        while isinstance(current, nodes.Getattr | nodes.Getitem):
+            steps.append(current)
+            current = current.node
+        if not (isinstance(current, nodes.Name) and current.name == root):
+            continue
+        keys: list[str] = []
+        for step in reversed(steps):
+            key = _static_key(step)
+            if key is None:
+                break
+            keys.append(key)
+        else:
+            if id(node) in callees:
+                keys.pop()
+        if keys:
+            chains.add(tuple(keys))
+    return frozenset(chains)
 
 
 def _path_references(parts: Sequence[str | _Path]) -> References:
     paths = [part for part in parts if isinstance(part, _Path)]
     found: dict[str, set[str]] = {"nodes": set(), "secrets": set()}
+    params: set[tuple[str, ...]] = set()
     dynamic = False
     for path in paths:
         if path.root in found:
@@ -442,12 +475,56 @@ def _path_references(parts: Sequence[str | _Path]) -> References:
                 found[path.root].add(path.keys[0])
             elif path.root == "nodes":
                 dynamic = True
+        elif path.root == "params":
+            keys: list[str] = []
+            for key in path.keys:
+                if not isinstance(key, str):
+                    break
+                keys.append(key)
+            params.update(tuple(keys[:n]) for n in range(1, len(keys) + 1))
     return References(
         names=frozenset(path.root for path in paths),
         nodes=frozenset(found["nodes"]),
         secrets=frozenset(found["secrets"]),
         dynamic_nodes=dynamic,
+        params=frozenset(params),
     )
+
+
+@lru_cache(maxsize=4096)
+def renders_text_around(source: str) -> bool:
+    """Whether a (syntactically valid) template always renders as text built from several
+    parts: literal text beside a `{{ }}`, or several `{{ }}`, outside any `{% %}` block.
+
+    Such a string is never one native value: as a condition (`when`, `filter`) it is a
+    non-empty string such as "True and False", which counts as true.
+    """
+    if whole_expression(source) is not None or not is_template(source):
+        return False
+    parts = 0
+    for statement in _parse(source).body:
+        if not isinstance(statement, nodes.Output):
+            return False  # `{% if %}` and friends decide what is rendered: not judged here
+        for child in statement.nodes:
+            if not isinstance(child, nodes.TemplateData) or child.data.strip():
+                parts += 1
+    return parts >= 2
+
+
+def as_one_expression(source: str) -> str | None:
+    """`source` with its `{{ }}` markers dropped, as one `{{ expression }}`, when that parses:
+    `"{{ a }} and {{ b }}"` gives `"{{ a and b }}"`; `"x {{ a }}"` gives None."""
+    if "{%" in source or "{#" in source:
+        return None
+    expression = " ".join(_BLOCK.sub(lambda block: f" {block.group(1)} ", source).split())
+    candidate = "{{ " + expression + " }}"
+    if not expression or whole_expression(candidate) is None:
+        return None
+    try:
+        _parse(candidate)
+    except TemplateSyntaxError:
+        return None
+    return candidate
 
 
 def _static_key(node: nodes.Getattr | nodes.Getitem) -> str | None:

@@ -4,14 +4,18 @@ Main entry: `validate`.
 
 Order of work: load (dict, JSON text or file) -> JSON Schema (`definitions/workflow.schema.json`)
 -> semantic checks the schema cannot express: duplicate ids, edges naming unknown nodes, cycles,
-unreachable nodes, unknown pieces and trigger types, piece inputs against each piece's own input
-schema, template syntax and the names templates use, the `parameters` schema itself, and each
-trigger's own configuration (time zones, cron syntax, ...). Semantic checks look only at the parts
-of the document that are well-formed, so one mistake does not hide the others.
+unreachable nodes, unknown pieces and trigger types, piece inputs by each piece's own rule
+(`Piece.parse_input`, the rule the engine applies once templates are evaluated), template syntax
+and the names templates use (`params.x` against a closed `parameters` schema included), a `when`
+or `filter` written as text around templates, the `parameters` schema itself (references,
+defaults), and each trigger's own configuration (time zones, cron syntax, ...). Semantic checks
+look only at the parts of the document that are well-formed, so one mistake does not hide the
+others.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +30,8 @@ from pydantic import ValidationError as PydanticValidationError
 
 from interpreter.definition import templates
 from interpreter.definition.graph import Graph
-from interpreter.definition.problems import Problem, pointer
+from interpreter.definition.parameters import impossible_read, parameters_schema_problems
+from interpreter.definition.problems import WHOLE_DOCUMENT, DefinitionFileError, Problem, pointer
 from interpreter.definition.schema import (
     graph_validator,
     schema_problems,
@@ -46,41 +51,97 @@ TRIGGER_NAMES = frozenset({"trigger", "run"})
 MAP_PIECE = "core.map"
 
 
+_EXAMPLE = '{"format": 1, "id": "my-flow", "nodes": [...]}'
+
+
 def load_definition(definition: Definition) -> tuple[dict[str, Any] | None, list[Problem]]:
-    """Read a definition from a dict, JSON text or a file path; problems if it cannot be read."""
+    """Read a definition from a dict, JSON text or a file path.
+
+    A `str` is JSON text when it starts (after white space) with `{` or `[`, and a path
+    otherwise; an empty (or blank) `str` is an empty definition, not a path.
+
+    Returns:
+        The document and no problems; or None and the problem at the whole document (`""`):
+        empty, not JSON, not an object.
+
+    Raises:
+        DefinitionFileError: the file cannot be read (missing, a directory, not permitted).
+        TypeError: `definition` is none of a dict, a `str` or an `os.PathLike`.
+    """
     if isinstance(definition, dict):
         return definition, []
+    if isinstance(definition, str) and not definition.strip():
+        return None, [
+            Problem(WHOLE_DOCUMENT, f"the definition is empty; give a JSON object: {_EXAMPLE}")
+        ]
     if isinstance(definition, str) and definition.lstrip().startswith(("{", "[")):
         text, origin = definition, "the definition"
-    else:
+    elif isinstance(definition, str | PathLike):
         path = Path(definition)
+        origin = str(path)
         try:
-            text, origin = path.read_text(encoding="utf-8"), str(path)
+            data = path.read_bytes()
         except OSError as exc:
-            return None, [Problem("", f"cannot read {path}: {exc.strerror or exc}")]
+            raise DefinitionFileError(origin, exc.strerror or str(exc), exc.errno) from None
+        try:
+            # JSON is UTF-8 (RFC 8259); a byte order mark, which some editors write, is ignored.
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            return None, [
+                Problem(
+                    WHOLE_DOCUMENT,
+                    f"{origin} is not UTF-8 text (byte {exc.start}); save it as UTF-8 JSON",
+                )
+            ]
+        if not text.strip():
+            return None, [
+                Problem(WHOLE_DOCUMENT, f"{origin} is empty; write a JSON object: {_EXAMPLE}")
+            ]
+    else:
+        raise TypeError(
+            "a workflow definition is a dict, JSON text (str) or a file path (str or "
+            f"os.PathLike); got {type(definition).__name__}"
+        )
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         return None, [
             Problem(
-                "", f"{origin} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+                WHOLE_DOCUMENT,
+                f"{origin} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
             )
         ]
     if not isinstance(document, dict):
-        return None, [Problem("", "a workflow definition must be a JSON object")]
+        return None, [
+            Problem(
+                WHOLE_DOCUMENT,
+                f"a workflow definition must be a JSON object, got {_json_kind(document)}",
+            )
+        ]
     return document, []
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
 
 
 def validate(definition: Definition, *, registry: PieceRegistry | None = None) -> list[Problem]:
     """Every problem in a workflow definition; an empty list means it is valid.
 
     Args:
-        definition: a dict, JSON text, or a path to a JSON file.
+        definition: a dict, JSON text, or a path to a JSON file (see `load_definition`).
         registry: the pieces to check against (default: the pieces installed in this process).
 
     Returns:
         Problems sorted by their place in the document, each with a JSON Pointer (`path`) and a
-        message that says how to fix it.
+        message that says how to fix it. An empty definition, text that is not JSON or JSON
+        that is not an object is one problem at `""`, the whole document.
+
+    Raises:
+        DefinitionFileError: a path that cannot be read (an `OSError`: nothing to validate).
+        TypeError: `definition` is not a dict, a `str` or an `os.PathLike`.
 
     Example:
         ```python
@@ -130,6 +191,8 @@ class _Checker:
     def __init__(self, registry: PieceRegistry) -> None:
         self.registry = registry
         self.problems: list[Problem] = []
+        self.parameters: dict[str, Any] | None = None
+        """The workflow's `parameters` schema, once checked sound."""
 
     def add(self, path: Path_, message: str) -> None:
         self.problems.append(Problem(pointer(*path), message))
@@ -141,14 +204,13 @@ class _Checker:
     # --- whole workflow ----------------------------------------------------------------------
 
     def check_workflow(self, document: dict[str, Any]) -> None:
-        self.check_plan(document, (), extra_names=frozenset())
         parameters = document.get("parameters")
         if isinstance(parameters, dict):
-            meta = Draft202012Validator(Draft202012Validator.META_SCHEMA)
-            for problem in schema_problems(meta, parameters, ("parameters",)):
-                self.problems.append(
-                    Problem(problem.path, f"not a valid JSON Schema: {problem.message}")
-                )
+            found = parameters_schema_problems(parameters, ("parameters",))
+            self.problems.extend(found)
+            # Reads of `params.x` are judged only against a schema that is itself sound.
+            self.parameters = None if found else parameters
+        self.check_plan(document, (), extra_names=frozenset())
         triggers = document.get("triggers")
         if isinstance(triggers, list):
             self.check_triggers(triggers)
@@ -171,6 +233,8 @@ class _Checker:
             for field in ("parameters", "filter", "dedupe_key"):
                 if field in trigger:
                     self.check_templates(trigger[field], (*path, field), scope)
+            if isinstance(trigger.get("filter"), str):
+                self.check_condition(trigger["filter"], (*path, "filter"), "filter")
             kind = trigger.get("type")
             if not isinstance(kind, str):
                 continue
@@ -255,6 +319,7 @@ class _Checker:
 
                 scope = _Scope(frozenset(names | {"output"}), edge_rule)
                 self.check_templates(edge["when"], (*base, "edges", index, "when"), scope)
+                self.check_condition(edge["when"], (*base, "edges", index, "when"), "when")
         if "output" in plan:
 
             def output_rule(ref: str) -> str | None:
@@ -329,7 +394,7 @@ class _Checker:
         self.problems.extend(found)
         if not found and not templated and not _contains_template(own):
             try:
-                piece.Input.model_validate(raw_input)
+                piece.parse_input(raw_input)  # the rule the engine applies to rendered inputs
             except PydanticValidationError as exc:
                 for loc, message in _pydantic_errors(exc):
                     self.add((*path, *loc), message)
@@ -378,12 +443,53 @@ class _Checker:
                         else ""
                     ),
                 )
+            if "params" in scope.names:
+                self.check_params_reads(refs.params, sub_path)
             if "nodes" not in scope.names:
                 continue  # already reported as an unknown name
             for ref in sorted(refs.nodes):
                 reason = scope.node_ref(ref)
                 if reason is not None:
                     self.add(sub_path, reason)
+
+    def check_params_reads(self, reads: frozenset[tuple[str, ...]], path: Path_) -> None:
+        """`params.x` (or `params.a.b`) that the parameters schema rules out."""
+        if self.parameters is None or not reads:
+            return
+        found = [impossible_read(self.parameters, keys) for keys in sorted(reads)]
+        for read in dict.fromkeys(f for f in found if f is not None):
+            *parents, missing = read.keys
+            prefix = ".".join(("params", *parents))
+            owner = f"`{prefix}`" if parents else "the parameters schema"
+            hint = difflib.get_close_matches(missing, read.declared, n=1)
+            if hint:
+                fix = f"did you mean `{prefix}.{hint[0]}`?"
+            elif read.declared:
+                fix = f"read one of {', '.join(read.declared)}, or declare `{missing}`"
+            else:
+                fix = f"declare `{missing}` under its `properties`"
+            self.add(
+                path,
+                f"template reads `{prefix}.{missing}`, but {owner} has no property "
+                f"`{missing}` and allows no others (additionalProperties: false); {fix}",
+            )
+
+    def check_condition(self, source: str, path: Path_, field: str) -> None:
+        """A `when` (or `filter`) that renders text around its templates: (almost) always true."""
+        if templates.syntax_error(source) is not None or not templates.renders_text_around(source):
+            return
+        rewrite = templates.as_one_expression(source)
+        fix = (
+            f"write it as one expression: {json.dumps(rewrite)}"
+            if rewrite
+            else 'write the whole condition inside one {{ }}, e.g. "{{ output.total > 100 '
+            'and output.ok }}"'
+        )
+        self.add(
+            path,
+            f"`{field}` has text around its templates, so it renders to a string such as "
+            '"True and False", which counts as true: it would almost always hold; ' + fix,
+        )
 
 
 def _unknown_node(ref: str, known: list[str]) -> str:

@@ -40,7 +40,7 @@ async def attempt_piece(
     """
     rendered = templates.render(raw_input, scope, skip=piece.deferred_inputs)
     try:
-        model = piece.Input.model_validate(rendered)
+        model = piece.parse_input(rendered)  # the rule validation applies to literal inputs
     except PydanticValidationError as exc:
         raise input_error(piece.key, exc) from None
     execution.transition(record, NodePhase.STARTED, "running", recorded_input=rendered)

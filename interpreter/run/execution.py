@@ -34,6 +34,8 @@ from interpreter.run.services import (
 )
 from interpreter.settings import get_engine_settings
 from pieces.base import PieceError, RunInfo, SecretNotFoundError
+from pieces.registry import PieceRegistry
+from pieces.settings import PieceSettings
 
 CANCEL_GRACE_SECONDS = 0.5
 """On cancellation, how long a piece may take to notice and return before it is cancelled hard."""
@@ -134,6 +136,10 @@ class Execution:
     services: RunServices
     redactor: Redactor
     launch_child: ChildLauncher
+    registry: PieceRegistry
+    """The pieces this run may use (the tenant's allowed ones)."""
+    piece_settings: PieceSettings
+    """What pieces see as `context.settings` (with the tenant's HTTP allow-list additions)."""
     flow_run_id: str = ""
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     stop_reason: StopReason | None = None
@@ -141,7 +147,6 @@ class Execution:
     approval_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
-        self.registry = self.services.registry
         self.run_scope = self.run.as_scope()
         self.secret_scope = SecretScope()
         self.settings = get_engine_settings()

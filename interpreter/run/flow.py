@@ -37,7 +37,7 @@ from interpreter.definition.model import Workflow
 from interpreter.definition.parameters import prepare_parameters
 from interpreter.definition.problems import DefinitionError, ParameterError
 from interpreter.definition.validation import validate_document
-from interpreter.run.background import deliver_later
+from interpreter.run.background import deliver_later, register_exit_flush
 from interpreter.run.errors import StopReason, quiet_expected_failures
 from interpreter.run.execution import Execution
 from interpreter.run.launch import call_flow, manual_trigger, run_tags
@@ -49,11 +49,13 @@ from interpreter.run.services import (
     RunChange,
     RunPhase,
     RunServices,
+    TenantPolicy,
     current_services,
     using_services,
 )
 from interpreter.settings import get_engine_settings
 from pieces.base import PieceError, RunInfo
+from pieces.settings import PieceSettings, get_piece_settings
 
 
 class RunOutcome:
@@ -134,12 +136,16 @@ async def workflow_flow(
         await services.recorder.run_changed(tenant, change)
         return Failed(message=message, data=RunOutcome(result, None))
 
+    policy = await services.policies.policy(tenant)
+    registry = services.registry
+    if policy.allowed_pieces is not None:
+        registry = registry.restricted(policy.allowed_pieces, where=f"for tenant {tenant!r}")
     workflow = services.prepared_workflow(definition)
     if workflow is None:
-        problems = validate_document(definition, registry=services.registry)
+        problems = validate_document(definition, registry=registry)
         if problems:
             return await refused("InvalidDefinition", str(DefinitionError(problems)))
-        workflow = Workflow.parse(definition)
+        workflow = Workflow.parse(definition, registry=registry, tenant_defaults=policy.defaults)
     try:
         params = prepare_parameters(workflow.parameters_schema, parameters)
     except ParameterError as exc:
@@ -154,6 +160,8 @@ async def workflow_flow(
         services=services,
         redactor=redactor,
         launch_child=run_child,
+        registry=registry,
+        piece_settings=_piece_settings(policy),
         flow_run_id=str(flow_run.id),
     )
     await _name_flow_run(context.client, flow_run, workflow.name)
@@ -173,7 +181,19 @@ async def workflow_flow(
             await execution.history_written()
         if get_engine_settings().summary_artifact:
             deliver_later(lambda: _summary_artifact(result))
+    # Deliver this run's queued events before Prefect's exit hooks stop its events worker (a
+    # short process otherwise ends with "EventsWorker - Still processing items").
+    register_exit_flush()
     return _final_state(outcome)
+
+
+def _piece_settings(policy: TenantPolicy) -> PieceSettings:
+    """The process's piece settings, with the tenant's additions to the HTTP allow-list."""
+    settings = get_piece_settings()
+    if not policy.http_allow:
+        return settings
+    allowed = [*settings.http_allow_private, *policy.http_allow]
+    return settings.model_copy(update={"http_allow_private": allowed})
 
 
 async def _name_flow_run(

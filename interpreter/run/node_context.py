@@ -22,7 +22,7 @@ from interpreter.run.execution import Execution, NodeRecord
 from interpreter.run.services import NodePhase, NullRecorder, RunPhase, current_services
 from interpreter.run.tasks import item_task
 from pieces.base import Piece, PieceError, RunInfo
-from pieces.settings import PieceSettings, get_piece_settings
+from pieces.settings import PieceSettings
 
 
 class SubgraphRunner(Protocol):
@@ -71,7 +71,7 @@ class NodeContext:
 
     @property
     def settings(self) -> PieceSettings:
-        return get_piece_settings()
+        return self._execution.piece_settings
 
     @property
     def cancel_requested(self) -> bool:

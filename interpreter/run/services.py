@@ -8,7 +8,9 @@ many tenants with one set of services:
 - `WorkflowResolver`: another workflow of the tenant, for `core.subworkflow`;
 - `RunRecorder`: what happened in a run (its state changes, and each node's start, failed
   attempts, end, skip or wait), with inputs and outputs already redacted;
-- `RunControl`: whether someone asked the run to pause before its next node starts.
+- `RunControl`: whether someone asked the run to pause before its next node starts;
+- `TenantPolicies`: what a tenant's settings say for its runs (`TenantPolicy`: the pieces it
+  may use, additions to the HTTP allow-list, its layer of execution defaults).
 
 Ad-hoc runs (`run_workflow`) use the environment, files and no recorder; the service plugs in its
 store. Services are found in this order: the ones set for the current context (`using_services`,
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from interpreter.definition.model import Workflow
+from interpreter.definition.model import NO_DEFAULTS, ExecutionDefaults, Workflow
 from interpreter.run.resolvers import FileResolver, ResolvedWorkflow
 from interpreter.run.secrets import EnvironmentSecrets
 from pieces.registry import PieceRegistry, default_registry
@@ -139,6 +141,31 @@ class NoControl:
         return False
 
 
+@dataclass(frozen=True)
+class TenantPolicy:
+    """A tenant's settings, as its runs apply them."""
+
+    allowed_pieces: frozenset[str] | None = None
+    """The action pieces its workflows may use (None: every installed piece)."""
+    http_allow: tuple[str, ...] = ()
+    """Networks `http.request` may reach, added to `ALTLAS_HTTP_ALLOW_PRIVATE`."""
+    defaults: ExecutionDefaults = NO_DEFAULTS
+    """Its layer of node `retry` and `timeout_seconds` (between the pieces' and the workflow's)."""
+
+
+class TenantPolicies(Protocol):
+    """Looks a tenant's `TenantPolicy` up (once per run)."""
+
+    async def policy(self, tenant: str) -> TenantPolicy: ...
+
+
+class OpenPolicies:
+    """Every tenant may use every piece, with no additions and no defaults (ad-hoc runs)."""
+
+    async def policy(self, tenant: str) -> TenantPolicy:
+        return TenantPolicy()
+
+
 class NullRecorder:
     """Records nothing: ad-hoc runs keep their history in the `RunResult` and in Prefect."""
 
@@ -158,6 +185,7 @@ class RunServices:
     resolver: WorkflowResolver = field(default_factory=FileResolver)
     recorder: RunRecorder = field(default_factory=NullRecorder)
     control: RunControl = field(default_factory=NoControl)
+    policies: TenantPolicies = field(default_factory=OpenPolicies)
     depth: int = 0
     """How many `core.subworkflow` levels this run is below the top-level run."""
     prepared: tuple[dict[str, Any], Workflow] | None = None

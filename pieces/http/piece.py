@@ -14,7 +14,14 @@ from dataclasses import replace
 from typing import Annotated, Any, ClassVar, Literal
 
 import httpx
-from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from pieces.base import Piece, PieceContext, PieceError, StrictModel
 from pieces.http.exchange import Fetched, FetchOptions, QueryValue, RequestSpec, fetch
@@ -33,7 +40,18 @@ HEADER_NAME = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"  # an RFC 9110 token
 HEADER_VALUE = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"  # no control characters but tab
 HeaderName = Annotated[str, StringConstraints(pattern=HEADER_NAME)]
 HeaderValue = Annotated[
-    str, Field(coerce_numbers_to_str=True, pattern=HEADER_VALUE, max_length=16384)
+    str,
+    Field(coerce_numbers_to_str=True, pattern=HEADER_VALUE, max_length=16384),
+    # Numbers are sent as their text (`"X-Page": "{{ params.page }}"`); the published schema
+    # says so, since node inputs are checked against it (`Piece.parse_input`).
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": HEADER_VALUE, "maxLength": 16384},
+                {"type": "number"},
+            ]
+        }
+    ),
 ]
 StatusItem = Annotated[int, Field(ge=100, le=599)] | Annotated[str, Field(pattern=STATUS_PATTERN)]
 RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
@@ -175,6 +193,14 @@ class HttpRequestPiece(Piece[HttpRequestInput, HttpRequestOutput]):
         "Send an HTTP request and return {status, headers, body}. Only public addresses unless "
         "ALTLAS_HTTP_ALLOW_PRIVATE allows more; every redirect is checked."
     )
+    # Transient failures (connection errors, time-outs, 429, 5xx) are worth a second and a third
+    # try; refused addresses and 4xx are not retryable and fail at once.
+    default_retry: ClassVar[dict[str, Any] | None] = {
+        "max_attempts": 3,
+        "delay_seconds": 1,
+        "backoff": "exponential",
+        "max_delay_seconds": 10,
+    }
     category = "http"
 
     Input = HttpRequestInput

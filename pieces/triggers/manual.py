@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pieces.base import StrictModel, TriggerPiece
+from pieces.base import StrictModel, TriggerPiece, TriggerStrategy
 
 
 class ManualConfig(StrictModel):
@@ -19,6 +19,7 @@ class ManualTrigger(TriggerPiece):
     """Start runs on request: from the UI, `altlas-flows run`, or the API's trigger command."""
 
     key = "manual"
+    strategy = TriggerStrategy.MANUAL
     display_name = "Manual"
     description = "Start runs by hand, from the UI, the command line or the API."
     category = "trigger"

@@ -7,7 +7,12 @@ The deployment sync turns it into a Prefect deployment schedule (`to_deployment_
 (`prefect.server.schemas.schedules`), so what the API shows is what Prefect will schedule,
 daylight-saving quirks included.
 
-Prefect is imported lazily: loading the piece registry must not cost `import prefect`.
+Validating a `ScheduleConfig` imports no Prefect at all (importing Prefect's server schedules
+costs over a second, which a service would pay on its first request): cron expressions are read
+by Prefect's own vendored `croniter` module, loaded from its file, and rrules by
+`dateutil.rrule`, the library Prefect uses, normalised and localised the way Prefect's scheduler
+does (`_prefect_rrule`). A test compares both verdicts with Prefect's on a corpus.
+Building deployments and computing fire times still import Prefect, lazily.
 
 Example:
     ```python
@@ -20,16 +25,21 @@ Example:
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.util
 import re
-from datetime import UTC, datetime, timedelta
+import sys
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from pieces.base import StrictModel, TriggerPiece
+from pieces.base import StrictModel, TriggerPiece, TriggerStrategy
 from pieces.triggers._schema import not_null
 
 if TYPE_CHECKING:
@@ -232,6 +242,7 @@ class ScheduleTrigger(TriggerPiece):
     """Start runs on a cron, interval or rrule schedule (a schedule on the Prefect deployment)."""
 
     key = "schedule"
+    strategy = TriggerStrategy.SCHEDULE
     display_name = "Schedule"
     description = (
         "Start runs on a schedule: exactly one of `cron` (with optional IANA `timezone`), "
@@ -260,8 +271,6 @@ def check_timezone(name: str) -> str:
 
 def check_cron(expression: str) -> str:
     """Return `expression`, stripped, if Prefect accepts it; else raise `ValueError` saying why."""
-    from prefect._internal.schemas.validators import validate_cron_string
-
     text = expression.strip()
     fields = text.split()
     usage = (
@@ -278,41 +287,39 @@ def check_cron(expression: str) -> str:
         )
     elif any(field.upper() in {"H", "R"} or field == "?" for field in fields):
         raise ValueError(f"invalid cron expression {expression!r}: H, R and ? are not supported")
-    try:
-        validate_cron_string(text)
-    except ValueError:
+    if not _cron_is_valid(text):
         raise ValueError(
             f"invalid cron expression {expression!r}: {_bad_cron_field(fields)}; {usage}"
-        ) from None
+        )
     return text
+
+
+def _cron_is_valid(text: str) -> bool:
+    """Prefect's `validate_cron_string`: its croniter parses it (H and R were refused above)."""
+    return bool(_croniter().croniter.is_valid(text))
 
 
 def _bad_cron_field(fields: list[str]) -> str:
     """Name the first field Prefect refuses on its own, for the error message."""
-    from prefect._internal.schemas.validators import validate_cron_string
-
     for index, name in enumerate(_CRON_FIELDS):
         probe = ["*"] * 5
         probe[index] = fields[index]
-        try:
-            validate_cron_string(" ".join(probe))
-        except ValueError:
+        if not _cron_is_valid(" ".join(probe)):
             return f"the {name} field {fields[index]!r} is out of range or not understood"
     return "the fields are not understood together"
 
 
 def check_rrule(rule: str) -> str:
     """Return `rule` if it parses as an RFC 5545 recurrence; else raise `ValueError` saying why."""
-    from prefect._internal.schemas.validators import validate_rrule_string
-
+    rrules, _ = _dateutil()
     if not rule.strip():
         raise ValueError("invalid rrule: it is empty; e.g. FREQ=DAILY;BYHOUR=9")
     try:
-        validate_rrule_string(rule)
+        # What Prefect's `validate_rrule_string` does.
+        rrules.rrulestr(rule, cache=True)
     except ValueError as exc:
-        reason = str(exc).removeprefix(f'Invalid RRule string "{rule}": ')
         raise ValueError(
-            f"invalid rrule {rule!r}: {reason}; e.g. FREQ=WEEKLY;BYDAY=MO;BYHOUR=9"
+            f"invalid rrule {rule!r}: {exc}; e.g. FREQ=WEEKLY;BYDAY=MO;BYHOUR=9"
         ) from None
     return rule
 
@@ -337,9 +344,14 @@ def rrule_timezone(rule: str, timezone: str | None) -> str:
 
 
 def _check_prefect_expands(config: ScheduleConfig) -> None:
-    """Refuse a schedule that parses but that Prefect's scheduler service could not expand."""
+    """Refuse a schedule that parses alone but that Prefect's scheduler could not use: a cron
+    that matches no date, an rrule whose UNTIL, RDATE or EXDATE contradict its DTSTART."""
+    now = datetime.now(UTC)
     try:
-        next(_server_schedule(config)._get_dates_generator(n=1, start=datetime.now(UTC)), None)
+        if config.cron is not None:
+            _cron_next(config.cron, config.effective_timezone, now)
+        elif config.rrule is not None:
+            _prefect_rrule(config.rrule, config.effective_timezone, now)
     except (ValueError, TypeError) as exc:
         if config.cron is not None:  # croniter: "failed to find next date"
             raise ValueError(
@@ -349,6 +361,119 @@ def _check_prefect_expands(config: ScheduleConfig) -> None:
             f"invalid rrule {config.rrule!r}: {exc} (write UNTIL, RDATE and EXDATE in the "
             "same form as DTSTART: local time without Z, or all in UTC with Z)"
         ) from None
+
+
+def _cron_next(cron: str, timezone: str, start: datetime) -> datetime:
+    """The next time as `prefect.server.schemas.schedules.CronSchedule._get_dates_generator`
+    asks croniter for it (naive local time, one second before `start`, `day_or=True`)."""
+    local = start.astimezone(ZoneInfo(timezone)) - timedelta(seconds=1)
+    if local.microsecond:
+        local += timedelta(seconds=1)
+    naive = local.replace(tzinfo=None)
+    found: datetime = _croniter().croniter(cron, naive, day_or=True).get_next(datetime)
+    return found
+
+
+PREFECT_RRULE_ANCHOR = datetime(2020, 1, 1)
+"""The floating DTSTART Prefect writes into an rrule that has none."""
+
+
+def _prefect_rrule(rule: str, timezone: str, now: datetime) -> Any:
+    """The `dateutil` rule Prefect's scheduler would expand, built the way Prefect builds it.
+
+    Mirrors, with `dateutil` alone, the deployment schedule's rrule normalisation
+    (`prefect._internal.schemas.validators.normalize_rrule_string`: a floating DTSTART is
+    added when there is none, a recent phase-equivalent one for SECONDLY and MINUTELY rules
+    without COUNT) and `RRuleSchedule.to_rrule` (every date relabelled with the zone). Raises
+    what those raise (`ValueError`: UNTIL, RDATE or EXDATE in another form than DTSTART).
+
+    The rule is not expanded: once relabelled every date is in one zone, so expanding it
+    cannot fail, and finding the next occurrence of a rule that has none (every date
+    excluded) can take dateutil a minute, which a validator must not spend.
+    """
+    rrules, tz = _dateutil()
+    normalised = _with_dtstart(rule, timezone, now)
+    parsed = rrules.rrulestr(normalised, dtstart=date(2020, 1, 1), cache=True)
+    zone = tz.gettz(timezone)
+
+    def localised(one: Any) -> Any:
+        changes = {"dtstart": one._dtstart.replace(tzinfo=zone)}
+        if one._until:
+            changes["until"] = one._until.replace(tzinfo=zone)
+        return one.replace(**changes)
+
+    if isinstance(parsed, rrules.rrule):
+        return localised(parsed)
+    parsed._rrule = [localised(one) for one in parsed._rrule]
+    parsed._exrule = [localised(one) for one in parsed._exrule]
+    parsed._rdate = [moment.replace(tzinfo=zone) for moment in parsed._rdate]
+    parsed._exdate = [moment.replace(tzinfo=zone) for moment in parsed._exdate]
+    return parsed
+
+
+def _with_dtstart(rule: str, timezone: str, now: datetime) -> str:
+    """`rule` with the floating DTSTART Prefect's normalisation gives a rule without one."""
+    rrules, _ = _dateutil()
+    if "DTSTART" in rule.upper():
+        return rule
+    anchor = PREFECT_RRULE_ANCHOR
+    try:
+        parsed = rrules.rrulestr(rule, dtstart=anchor, cache=False)
+    except (ValueError, TypeError):
+        return rule
+    freq = getattr(parsed, "_freq", None)
+    interval = getattr(parsed, "_interval", None)
+    frequent = freq in (rrules.SECONDLY, rrules.MINUTELY)
+    counted = getattr(parsed, "_count", None) is not None
+    if isinstance(parsed, rrules.rrule) and frequent and interval and not counted:
+        # Prefect anchors these near `now` (same phase), so that expanding them does not walk
+        # every occurrence since 2020.
+        period = (1 if freq == rrules.SECONDLY else 60) * interval
+        local_now = now.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
+        elapsed = (local_now - anchor).total_seconds()
+        if elapsed > 0:
+            anchor += timedelta(seconds=int(elapsed // period) * period)
+    return f"DTSTART:{anchor.strftime('%Y%m%dT%H%M%S')}\n{rule}"
+
+
+def _dateutil() -> tuple[Any, Any]:
+    """`dateutil.rrule` and `dateutil.tz`, imported when first needed."""
+    import dateutil.rrule
+    import dateutil.tz
+
+    return dateutil.rrule, dateutil.tz
+
+
+def _croniter() -> ModuleType:
+    """Prefect's vendored `croniter` module, without importing Prefect when it is not loaded.
+
+    Prefect validates and expands cron schedules with `prefect._vendor.croniter`; importing it
+    the usual way runs `prefect/__init__.py` (over a second). Its file imports only the
+    standard library, `pytz` and `dateutil`, so it is loaded from that file under a private
+    name. Where Prefect is already imported (a worker), or the file is not where it used to
+    be, the regular import is used: the same code either way.
+    """
+    if "prefect" in sys.modules:
+        return importlib.import_module(_PREFECT_CRONITER)
+    return _vendored_croniter()
+
+
+_PREFECT_CRONITER = "prefect._vendor.croniter.croniter"
+
+
+@lru_cache(maxsize=1)
+def _vendored_croniter() -> ModuleType:
+    name = "_altlas_prefect_vendored_croniter"
+    spec = importlib.util.find_spec("prefect")  # finds the package without importing it
+    origin = Path(spec.origin).parent if spec is not None and spec.origin else None
+    location = origin / "_vendor" / "croniter" / "croniter.py" if origin else None
+    loaded = importlib.util.spec_from_file_location(name, location) if location else None
+    if location is None or not location.is_file() or loaded is None or loaded.loader is None:
+        return importlib.import_module(_PREFECT_CRONITER)
+    module = importlib.util.module_from_spec(loaded)
+    sys.modules[name] = module
+    loaded.loader.exec_module(module)
+    return module
 
 
 def _server_schedule(config: ScheduleConfig) -> Any:

@@ -22,7 +22,7 @@ from typing import ClassVar, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from pieces.base import StrictModel, TriggerPiece
+from pieces.base import StrictModel, TriggerPiece, TriggerStrategy
 from pieces.triggers._schema import not_null
 from pieces.triggers.signatures import (
     verify_github,
@@ -207,6 +207,7 @@ class WebhookTrigger(TriggerPiece):
     """Start runs from signed HTTP deliveries (GitHub, Stripe, Standard Webhooks, Slack, ...)."""
 
     key = "webhook"
+    strategy = TriggerStrategy.WEBHOOK
     display_name = "Webhook"
     description = (
         "Start a run for each verified HTTP delivery; `verify.scheme` is github, stripe, "

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import urllib.request
+from typing import Any
+
 import pytest
+from referencing.exceptions import Unresolvable
 
 from interpreter.definition.graph import Graph
-from interpreter.definition.parameters import apply_defaults, prepare_parameters
+from interpreter.definition.parameters import (
+    apply_defaults,
+    impossible_read,
+    parameters_schema_problems,
+    prepare_parameters,
+)
 from interpreter.definition.problems import ParameterError
 
 
@@ -82,3 +91,45 @@ def test_invalid_parameters_list_every_problem_with_pointers() -> None:
 
 def test_no_schema_means_parameters_pass_through() -> None:
     assert prepare_parameters(None, {"x": 1}) == {"x": 1}
+
+
+def test_a_remote_reference_in_a_parameters_schema_is_never_fetched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`jsonschema` would fetch it (a request from the engine or the API server to wherever
+    the definition points); the engine's validators resolve references locally only."""
+    fetched: list[Any] = []
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: fetched.append(a))
+    schema = {"properties": {"a": {"$ref": "http://169.254.169.254/latest/meta-data"}}}
+    with pytest.raises(Unresolvable):
+        prepare_parameters(schema, {"a": 1})
+    [problem] = parameters_schema_problems(schema, ("parameters",))
+    assert problem.path == "/parameters/properties/a/$ref"
+    assert fetched == []
+    # The JSON Schema meta-schemas are known without fetching.
+    meta = {"properties": {"s": {"$ref": "https://json-schema.org/draft/2020-12/schema"}}}
+    assert parameters_schema_problems(meta, ("parameters",)) == []
+
+
+def test_impossible_reads_only_where_the_schema_closes_its_properties() -> None:
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "$defs": {"open": {"type": "object"}},
+        "properties": {
+            "a": {"$ref": "#/$defs/open"},
+            "b": {
+                "type": "object",
+                "additionalProperties": False,
+                "patternProperties": {"^x-": {}},
+                "properties": {"c": {}},
+            },
+        },
+    }
+    assert impossible_read(schema, ["a", "anything"]) is None  # `a` is open
+    assert impossible_read(schema, ["b", "x-any"]) is None  # a pattern admits it
+    found = impossible_read(schema, ["b", "d", "e"])
+    assert found is not None
+    assert (found.keys, found.declared) == (("b", "d"), ("c",))
+    assert impossible_read(schema, ["z"]) is not None
+    assert impossible_read({"type": "object"}, ["z"]) is None  # may be given by the caller

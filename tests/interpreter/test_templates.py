@@ -8,9 +8,11 @@ import pytest
 
 from interpreter.definition.templates import (
     TemplateEvaluationError,
+    as_one_expression,
     references,
     render,
     render_string,
+    renders_text_around,
     syntax_error,
     truthy,
     whole_expression,
@@ -130,3 +132,41 @@ def test_syntax_errors_are_described() -> None:
     message = syntax_error("{% for x in y %}")
     assert message is not None
     assert message.startswith("template syntax error")
+
+
+@pytest.mark.parametrize(
+    ("source", "reads"),
+    [
+        ("{{ params.a.b }}", {("a",), ("a", "b")}),
+        ("x {{ params['a']['b'] }} {{ params.c }}", {("a",), ("a", "b"), ("c",)}),
+        ("{{ params.a[0].b }}", {("a",)}),  # cut at the first key that is not a name
+        ("{{ params.a[key].b }}", {("a",)}),
+        ("{{ params.get('x') }}", set()),  # a method of the mapping, not a key
+        ("{{ params.a.items() | list }}", {("a",)}),
+        ("{{ params.x | default(1) }}", {("x",)}),
+        ("{{ params }}", set()),
+        ("{% set params = {} %}{{ params.x }}", set()),  # a local name, not the parameters
+    ],
+)
+def test_params_reads_are_found_statically(source: str, reads: set[tuple[str, ...]]) -> None:
+    assert references(source).params == reads
+
+
+@pytest.mark.parametrize(
+    ("source", "text", "rewrite"),
+    [
+        ("{{ a }} and {{ b }}", True, "{{ a and b }}"),
+        ("{{ a }} {{ b }}", True, None),  # "True False": not one expression
+        ("{{ a }}{{ b }}", True, None),
+        ("x {{ a }}", True, None),
+        ("{{ a > 1 }}", False, "{{ a > 1 }}"),
+        ("  {{ a }}\n", False, "{{ a }}"),  # white space alone: truthy() strips it
+        ("{% if a %}yes{% endif %}", False, None),  # statements decide what renders
+        ("{{ a }}{# why #}", False, None),
+    ],
+)
+def test_conditions_written_as_text_are_recognised(
+    source: str, text: bool, rewrite: str | None
+) -> None:
+    assert renders_text_around(source) is text
+    assert as_one_expression(source) == rewrite

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from interpreter import Problem, validate
+from interpreter.definition.problems import DefinitionFileError
 
 
 def base() -> dict[str, Any]:
@@ -299,6 +300,132 @@ CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
         [("/triggers/0/cron", "unknown field")],
     ),
     (
+        "parameter default of the wrong type",
+        with_changes(
+            parameters={"type": "object", "properties": {"name": {"type": "string", "default": 5}}}
+        ),
+        [("/parameters/properties/name/default", "`default` must be a string, got integer 5")],
+    ),
+    (
+        "nested parameter default out of range",
+        with_changes(
+            parameters={
+                "type": "object",
+                "properties": {
+                    "limits": {
+                        "type": "object",
+                        "default": {},
+                        "properties": {"rows": {"type": "integer", "minimum": 1, "default": 0}},
+                    }
+                },
+            }
+        ),
+        [("/parameters/properties/limits/properties/rows/default", "`default` must be at least 1")],
+    ),
+    (
+        "parameter default in $defs with a bad format",
+        with_changes(
+            parameters={
+                "type": "object",
+                "$defs": {"day": {"type": "string", "format": "date", "default": "tomorrow"}},
+                "properties": {"since": {"$ref": "#/$defs/day"}},
+            }
+        ),
+        [("/parameters/$defs/day/default", "`default` must be a valid date")],
+    ),
+    (
+        "parameter default that fits a referenced schema",
+        with_changes(
+            parameters={
+                "type": "object",
+                "$defs": {"day": {"type": "string", "format": "date"}},
+                "properties": {"since": {"$ref": "#/$defs/day", "default": "2026-01-01"}},
+            }
+        ),
+        [],
+    ),
+    (
+        "parameters $ref to nowhere",
+        with_changes(
+            parameters={"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}
+        ),
+        [("/parameters/properties/a/$ref", "cannot be resolved")],
+    ),
+    (
+        "parameters $ref over the network",
+        with_changes(
+            parameters={"properties": {"a": {"$ref": "http://169.254.169.254/latest/schema"}}}
+        ),
+        [("/parameters/properties/a/$ref", "references are never fetched")],
+    ),
+    (
+        "template reads a parameter a closed schema rules out",
+        with_changes(
+            parameters={
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"name": {"type": "string"}},
+            },
+            nodes__1__input={"value": "hello {{ params.nmae }}"},
+        ),
+        [("/nodes/1/input/value", "no property `nmae` and allows no others (addition")],
+    ),
+    (
+        "template reads a nested parameter a closed object rules out",
+        with_changes(
+            parameters={
+                "type": "object",
+                "$defs": {
+                    "limits": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"rows": {"type": "integer"}},
+                    }
+                },
+                "properties": {"limits": {"$ref": "#/$defs/limits"}},
+            },
+            edges__0__when="{{ params['limits'].rowz > 1 }}",
+        ),
+        [("/edges/0/when", "`params.limits` has no property `rowz`")],
+    ),
+    (
+        "template reads an undeclared parameter of an open schema",
+        with_changes(
+            parameters={"type": "object", "properties": {"name": {"type": "string"}}},
+            nodes__1__input={"value": "{{ params.other | default(params.get('x')) }}"},
+        ),
+        [],
+    ),
+    (
+        "when written as text around templates",
+        with_changes(edges__0__when="{{ output.ok }} and {{ output.big }}"),
+        [("/edges/0/when", 'write it as one expression: "{{ output.ok and output.big }}"')],
+    ),
+    (
+        "when with a label before its template",
+        with_changes(edges__0__when="ok: {{ output.ok }}"),
+        [("/edges/0/when", "write the whole condition inside one {{ }}")],
+    ),
+    (
+        "when with spaces around one template",
+        with_changes(edges__0__when=" {{ output.ok }}\n"),
+        [],
+    ),
+    (
+        "webhook filter written as text",
+        with_changes(
+            triggers=[
+                {
+                    "id": "gh",
+                    "type": "webhook",
+                    "verify": {"scheme": "none"},
+                    "filter": "{{ trigger.payload.a }} {{ trigger.payload.b }}",
+                }
+            ]
+        ),
+        [("/triggers/0/filter", "`filter` has text around its templates")],
+    ),
+    (
         "trigger template names a node",
         with_changes(
             triggers=[{"id": "m", "type": "manual", "parameters": {"x": "{{ nodes.a.output }}"}}]
@@ -459,8 +586,11 @@ def test_validate_accepts_a_dict_json_text_or_a_path(tmp_path: Path) -> None:
         == validate(str(path))
         == []
     )
-    assert validate(tmp_path / "missing.json")[0].message.startswith("cannot read")
-    assert validate("[1, 2]") == [Problem("", "a workflow definition must be a JSON object")]
+    with pytest.raises(DefinitionFileError, match="cannot read"):  # not an invalid definition
+        validate(tmp_path / "missing.json")
+    assert validate("[1, 2]") == [
+        Problem("", "a workflow definition must be a JSON object, got an array")
+    ]
     assert "not valid JSON" in validate('{"format": 1,')[0].message
 
 

@@ -1,4 +1,4 @@
-"""`altlas-flows` run as a user runs it: a real subprocess, from the repository's root."""
+"""`altlas-flows` run as a user runs it: a real subprocess, by default from the repository root."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(*args: str, env: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run `altlas-flows ARGS...` with exactly the environment `env`; capture its output."""
+def run_cli(
+    *args: str, env: Mapping[str, str], timeout: float, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    """Run `altlas-flows ARGS...` in `cwd` with exactly the environment `env`; capture output."""
     return subprocess.run(
         [sys.executable, "-m", "deployments.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=ROOT,
+        cwd=cwd,
         env=dict(env),
     )

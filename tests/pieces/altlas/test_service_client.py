@@ -123,14 +123,17 @@ async def test_a_retry_after_a_lost_answer_does_not_execute_twice(
     make_context: MakeContext, os_service: RunningService, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    os_service.state.execute_delay_seconds = 0.6
+    # The service executes for 2 s; the first attempt gives up after 0.2 s. The second asks
+    # while the first still executes, and may wait long enough for the "in progress" answer
+    # even on a loaded machine.
+    os_service.state.execute_delay_seconds = 2.0
 
     first = make_context(node_id="write", attempt=1, service_timeout_seconds=0.2)
     with pytest.raises(PieceError) as timed_out:
         await run_piece(OsIntegrationPiece, WRITE, context=first)
     assert (timed_out.value.error_type, timed_out.value.retryable) == ("Timeout", True)
 
-    second = make_context(node_id="write", attempt=2, service_timeout_seconds=0.2)
+    second = make_context(node_id="write", attempt=2, service_timeout_seconds=1.5)
     with pytest.raises(PieceError) as in_progress:
         await run_piece(OsIntegrationPiece, WRITE, context=second)
     assert in_progress.value.error_type == "ServiceUnavailable"
@@ -138,7 +141,7 @@ async def test_a_retry_after_a_lost_answer_does_not_execute_twice(
     assert in_progress.value.retry_after_seconds == 1.0
     assert in_progress.value.details["code"] == "request_in_progress"
 
-    await asyncio.sleep(0.6)  # the first execution finishes on the service
+    await asyncio.sleep(2.5)  # the first execution (2 s from its start) finishes on the service
     answer = await run_piece(OsIntegrationPiece, WRITE, context=make_context(node_id="write"))
     assert answer == {"action": "fs.write", "result": {"path": "/once.txt", "bytes": 1}}
     assert os_service.state.executions == 1
