@@ -13,10 +13,16 @@ Modules, each owning one concern:
 - Repositories (plain async functions taking an `AsyncSession`, keyword-only arguments, scoped by
   `tenant_id`): `tenants` (tenants, API keys), `workflows` (workflows, versions), `secrets`
   (ciphertexts), `runs` (runs, idempotency keys, node history, statistics), `audit`.
+- `ports`: the engine's ports on the store, for a worker (`store_run_services`: `StoreSecrets`,
+  `StoreResolver`, `StoreRecorder`), and `StoreLoop`, the one event loop on which they use
+  their `Database` whichever run's loop calls them. Imported on first use of one of its names
+  (it imports the engine's `interpreter.run.services`, which the rest of the store does not need).
 
 Callers own the transaction: `async with database.session() as session:` commits once at the end,
 so a command's writes (run, idempotency key, audit record) land together or not at all.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from api.store.audit import add_audit_record, list_audit_records
 from api.store.crypto import (
@@ -114,6 +120,29 @@ from api.store.workflows import (
     update_workflow,
 )
 
+if TYPE_CHECKING:
+    from api.store.ports import (
+        StoreLoop,
+        StoreRecorder,
+        StoreResolver,
+        StoreSecrets,
+        store_run_services,
+    )
+
+_PORTS = frozenset(
+    {"StoreLoop", "StoreRecorder", "StoreResolver", "StoreSecrets", "store_run_services"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    """The names of `ports`, imported on first use."""
+    if name in _PORTS:
+        from api.store import ports
+
+        return getattr(ports, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "IDEMPOTENCY_TTL",
     "WEBHOOK_DEDUPE_TTL",
@@ -135,6 +164,10 @@ __all__ = [
     "SecretInfo",
     "SecretKeyError",
     "StoreError",
+    "StoreLoop",
+    "StoreRecorder",
+    "StoreResolver",
+    "StoreSecrets",
     "Tenant",
     "TriggerType",
     "VersionSummary",
@@ -190,6 +223,7 @@ __all__ = [
     "server_keys",
     "set_enabled",
     "set_flow_run",
+    "store_run_services",
     "touch_api_key",
     "update_run_state",
     "update_tenant_settings",
