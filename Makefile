@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test lint types pytest bench schema clean
+.PHONY: up test lint types pytest bench schema openapi clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=...); found " + sys.version.split()[0])'
@@ -37,6 +37,9 @@ bench: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/python -c 'from interpreter.definition.schema import write_builtin_trigger_defs as w; w("definitions/workflow.schema.json")'
+
+openapi: $(STAMP)
+	$(BIN)/python -m api.openapi docs/openapi.json
 
 clean:
 	rm -rf $(VENV) .altlas .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """The interpreter's commands: `validate`, `run`, `pieces list` and `pieces show`.
 
-Main entry: `add_commands(subparsers)`; `deployments.cli` composes these with the commands that
+Main entry: `add_commands(subparsers)`; `api.console` composes these with the commands that
 start servers, and is what the `altlas-flows` console script runs.
 
 Exit codes: 0 success; 1 invalid definitions (`validate`) or a run that did not complete (`run`);
@@ -258,7 +258,7 @@ def cmd_pieces_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the interpreter's commands alone (the full CLI is `deployments.cli:main`)."""
+    """Run the interpreter's commands alone (the full CLI is `api.console:main`)."""
     parser = argparse.ArgumentParser(prog="altlas-flows")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

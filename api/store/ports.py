@@ -7,6 +7,8 @@ Main entry: `store_run_services(database, box, registry, record_max_bytes=...)`,
 - `StoreResolver`: `core.subworkflow` calls the tenant's stored workflows, by number or current.
 - `StoreRecorder`: a run's history lands in its run row (state, times, output, error) and in its
   node rows (`node_runs`), keyed by the run id the service gave the run.
+- `StoreControl`: whether `pauseRun` asked a run to pause (its run row's flag).
+- `StorePolicies`: the tenant's settings as the engine's `TenantPolicy`.
 - `StoreLoop`: the one event loop on which the ports use their `Database`.
 
 Event loops: a worker executes each run on an event loop of its own (a thread per run, see
@@ -38,11 +40,25 @@ from api.store.crypto import SecretBox, SecretDecryptionError
 from api.store.database import Database, json_dumps
 from api.store.errors import NotFound
 from api.store.models import NodeRun, NodeStatus, Run, RunState
-from api.store.runs import cap_record_value, update_run_state, upsert_node_run
+from api.store.runs import (
+    cap_record_value,
+    pause_requested,
+    update_run_state,
+    upsert_node_run,
+)
 from api.store.secrets import get_secret_ciphertext
+from api.store.tenants import get_tenant
 from api.store.workflows import get_current_version, get_workflow_version
+from api.tenancy import TenantSettings
 from interpreter.run.resolvers import ResolvedWorkflow
-from interpreter.run.services import NodeEvent, NodePhase, RunChange, RunPhase, RunServices
+from interpreter.run.services import (
+    NodeEvent,
+    NodePhase,
+    RunChange,
+    RunPhase,
+    RunServices,
+    TenantPolicy,
+)
 from pieces.base import PieceError
 from pieces.registry import PieceRegistry
 
@@ -487,6 +503,38 @@ def _json_safe(value: Any) -> Any:
 # --- composition ----------------------------------------------------------------------------------
 
 
+class StoreControl:
+    """`RunControl`: the pause request `pauseRun` sets on the run row (one query a node)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._loop = StoreLoop.of(database)
+
+    async def pause_requested(self, tenant: str, run_id: str) -> bool:
+        async def read() -> bool:
+            async with self.database.session() as session:
+                return await pause_requested(session, tenant_id=tenant, run_id=run_id)
+
+        return await self._loop.call(read)
+
+
+class StorePolicies:
+    """`TenantPolicies`: the tenant's stored settings (allowed pieces, HTTP allow-list
+    additions, default retry and time-out), read once per run."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._loop = StoreLoop.of(database)
+
+    async def policy(self, tenant: str) -> TenantPolicy:
+        async def read() -> dict[str, Any] | None:
+            async with self.database.session() as session:
+                found = await get_tenant(session, tenant_id=tenant)
+                return found.settings if found is not None else None
+
+        return TenantSettings.of(await self._loop.call(read)).policy()
+
+
 def store_run_services(
     database: Database, box: SecretBox, registry: PieceRegistry, *, record_max_bytes: int
 ) -> RunServices:
@@ -508,12 +556,16 @@ def store_run_services(
         secrets=StoreSecrets(database, box),
         resolver=StoreResolver(database),
         recorder=StoreRecorder(database, record_max_bytes=record_max_bytes),
+        control=StoreControl(database),
+        policies=StorePolicies(database),
     )
 
 
 __all__ = [
     "RUN_STATES",
+    "StoreControl",
     "StoreLoop",
+    "StorePolicies",
     "StoreRecorder",
     "StoreResolver",
     "StoreSecrets",

@@ -9,13 +9,17 @@ skip (and fail under `ALTLAS_REQUIRE_POSTGRES=1`, as in CI).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from api.settings import ApiSettings
 from api.store.database import Database
+from deployments.runner import WarmRunner
 from tests.conftest import require_postgres
+from tests.support.api import ApiClient, running_api, running_worker, unique
 from tests.support.databases import (
     copy_sqlite_file,
     drop_postgres_database,
@@ -64,3 +68,68 @@ async def database(database_url: str) -> AsyncIterator[Database]:
         await empty_all_tables(database)
     yield database
     await database.dispose()
+
+
+# --- the service over HTTP -------------------------------------------------------------------
+
+
+@dataclass
+class LiveService:
+    """The API served on 127.0.0.1 with its own store, on the session's Prefect server."""
+
+    url: str
+    admin: ApiClient
+    settings: ApiSettings
+    dialect: str
+    work_pool: str
+
+    def tenant(self, prefix: str = "t") -> tuple[str, ApiClient]:
+        """A new tenant and a client holding its first key."""
+        tenant_id = unique(prefix)
+        created = self.admin.post("/v1/tenants", json={"id": tenant_id})
+        assert created.status_code == 201, created.text
+        return tenant_id, ApiClient(self.url, created.json()["api_key"])
+
+
+@pytest.fixture(scope="session")
+def live_worker(live_service: LiveService) -> Iterator[WarmRunner]:
+    """The service's warm worker for `live_service` (its store, its work pool)."""
+    with running_worker(live_service.settings, live_service.work_pool) as runner:
+        yield runner
+
+
+@pytest.fixture(scope="session", params=DIALECTS)
+def live_service(
+    request: pytest.FixtureRequest,
+    prefect_server: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    sqlite_template: Path,
+) -> Iterator[LiveService]:
+    """The API on each store dialect in turn (one per session and dialect)."""
+    from api.store.crypto import generate_secret_key
+    from tests.conftest import free_port
+
+    home = tmp_path_factory.mktemp(f"api-{request.param}")
+    if request.param == "sqlite":
+        url = sqlite_url(copy_sqlite_file(sqlite_template, home / "altlas.db"))
+    else:
+        require_postgres()
+        url = new_postgres_database("altlas_api")
+    settings = ApiSettings(
+        home=home,
+        database_url=url,
+        secret_key=generate_secret_key(),
+        admin_key="operator-" + unique("key"),
+        api_port=free_port(),
+    )
+    pool = unique(f"pool-{request.param}")  # each store's runs on a pool of their own
+    with running_api(settings, work_pool=pool) as base_url:
+        yield LiveService(
+            url=base_url,
+            admin=ApiClient(base_url, settings.admin_key),
+            settings=settings,
+            dialect=request.param,
+            work_pool=pool,
+        )
+    if request.param == "postgres":
+        drop_postgres_database(url)

@@ -1,4 +1,4 @@
-"""`altlas-flows up` / `down`: the embedded default as the README's first command starts it.
+"""`altlas-flows up` / `down`: the whole engine as the README's first command starts it.
 
 `down` stops exactly the server it names, found by the port it answers on, from any folder; it
 never signals a process that is not a Prefect server, nor one a stale record names.
@@ -9,16 +9,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from deployments.local import ServerProcess, listening_process
+from deployments.local import ServerProcess
 from interpreter.local_server import probe
 from tests.conftest import free_port
 from tests.support.cli import ROOT, run_cli
@@ -64,90 +65,96 @@ def other_http_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes],
 
 
 @pytest.mark.slow
-def test_up_starts_sqlite_prefect_runs_examples_and_down_stops_it_from_anywhere(
-    tmp_path: Path,
-) -> None:
-    port = free_port()
+def test_up_starts_the_whole_engine_and_down_stops_all_of_it(tmp_path: Path) -> None:
+    port, api_port = free_port(), free_port()
     home = tmp_path / "home"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    up = altlas("up", "--detach", "--port", str(port), home=home)
+    ports = ("--port", str(port), "--api-port", str(api_port))
+    api = f"http://127.0.0.1:{api_port}"
+    up = altlas("up", "--detach", *ports, home=home)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
-        # It checked first, then said what is true.
+        # It checked first, then said what is true, in the order it started things.
         assert up.stdout.startswith(f"starting the Prefect server at http://127.0.0.1:{port} ")
+        assert "starting the api ..." in up.stdout
+        assert "starting the worker ..." in up.stdout
         assert "already running" not in up.stdout
-        assert f"Prefect UI:  http://127.0.0.1:{port}" in up.stdout
-        ran = dict(re.findall(r"example (\S+)\s+(completed|failed|not run)", up.stdout))
+        assert f"REST API:     {api}/v1  (docs: {api}/docs)" in up.stdout
+        assert f"Prefect UI:   http://127.0.0.1:{port}" in up.stdout
+        # The examples are stored workflows of the demo tenant, run through the API's path.
+        ran = dict(re.findall(r"example (\S+)\s+(\w+)", up.stdout))
         assert ran["chain"] == "completed"
         assert ran["map"] == "completed"
-        assert ran["error-edge"] == "completed"
-        assert ran["order-sync"] == "not run"  # needs `since`: listed, not run
-        assert (home / "prefect" / "prefect.db").is_file()  # the embedded SQLite default
-        ui = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
-        assert ui.status_code == 200
-        assert "<html" in ui.text.lower()
-        # The UI must call this server's API, not the default port's.
+        assert "order-sync" not in ran  # needs `since`: stored, not run
+        assert (home / "prefect" / "prefect.db").is_file()  # the embedded SQLite defaults
+        assert (home / "altlas.db").is_file()
+        assert oct((home / "secret.key").stat().st_mode & 0o777) == "0o600"
+        assert httpx.get(f"{api}/docs", timeout=10).status_code == 200
         ui_settings = httpx.get(f"http://127.0.0.1:{port}/ui-settings", timeout=10).json()
         assert ui_settings["api_url"] == f"http://127.0.0.1:{port}/api"
-        runs = httpx.post(f"http://127.0.0.1:{port}/api/flow_runs/filter", json={}, timeout=10)
-        assert {run["name"] for run in runs.json()} >= {"Greeting chain", "Price list"}
-        # Every example run's summary artifact arrived, though `up --detach` exits right after.
-        artifacts = httpx.post(
-            f"http://127.0.0.1:{port}/api/artifacts/filter", json={}, timeout=10
-        ).json()
-        assert {a["flow_run_id"] for a in artifacts} == {r["id"] for r in runs.json()}
         assert "Traceback" not in up.stderr, up.stderr
-        assert "WARNING" not in up.stdout + up.stderr
 
-        # The hint works as printed, from any folder: absolute paths, the venv's altlas-flows.
-        hint = re.search(r"Run a workflow: (.+)", up.stdout)
-        assert hint is not None, up.stdout
-        words = shlex.split(hint.group(1))
-        assignments = dict(w.split("=", 1) for w in words if re.match(r"^[A-Z_]+=", w))
-        command = [w for w in words if not re.match(r"^[A-Z_]+=", w)]
-        assert Path(command[0]).is_absolute()
-        assert os.access(command[0], os.X_OK)
-        assert Path(command[-1]).is_absolute()
-        assert Path(command[-1]).is_file()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
-        as_printed = subprocess.run(
-            command,
-            env={**env, **assignments},
-            cwd=elsewhere,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        # The printed curl line works as printed and starts a run the worker completes.
+        match = re.search(r"Start a run:\n(.+?)\nIt keeps running", up.stdout, re.S)
+        assert match is not None, up.stdout
+        curl = match.group(1).replace("\\\n", " ")
+        started = subprocess.run(
+            ["bash", "-c", curl], capture_output=True, text=True, timeout=30, cwd=elsewhere
         )
-        assert as_printed.returncode == 0, as_printed.stderr
-        assert json.loads(as_printed.stdout)["state"] == "completed"
+        run = json.loads(started.stdout)
+        assert run["state"] == "accepted"
+        key = re.search(r"API key \(shown once\): (\S+)", up.stdout)
+        assert key is not None
+        client = httpx.Client(
+            base_url=api, headers={"Authorization": f"Bearer {key.group(1)}"}, timeout=10
+        )
+        final = wait_for_run(client, run["id"])
+        assert final["state"] == "completed", final
+        assert final["output"] == {"text": "HELLO, ADA!", "length": 11}
+        assert final["ui_url"].startswith(f"http://127.0.0.1:{port}/runs/flow-run/")
+        nodes = client.get(f"/v1/runs/{run['id']}/nodes").json()
+        assert [n["node_id"] for n in nodes["data"]] == ["greet", "shout", "measure"]
+        runs_before = client.get("/v1/runs").json()["count"]
 
-        # A second `up` sees the running server and says so, instead of "starting".
-        server = listening_process(port)
-        assert server is not None
-        again = altlas("up", "--detach", "--no-examples", "--port", str(port), home=home)
+        # A second `up` reuses all of it, and keeps the data folder's workflows and runs.
+        again = altlas("up", "--detach", *ports, home=home)
         assert again.returncode == 0, again.stderr
         assert again.stdout.startswith(
             f"using the Prefect server already running at http://127.0.0.1:{port} "
-            f"(pid {server.pid}, data in {home})"
         )
-        assert "starting" not in again.stdout
-        record = json.loads((home / "prefect-server.json").read_text())
-        assert (record["pid"], record["port"]) == (server.pid, port)
-        assert record["start_ticks"] == server.start_ticks
+        assert f"using the api already running (at {api})" in again.stdout
+        assert "using the worker already running (pid" in again.stdout
+        new_key = re.search(r"API key \(shown once\): (\S+)", again.stdout)
+        assert new_key is not None
+        client.headers["Authorization"] = f"Bearer {new_key.group(1)}"
+        assert client.get("/v1/runs").json()["count"] >= runs_before
+        assert client.get("/v1/workflows/chain").status_code == 200
+        recorded = json.loads((home / "service-processes.json").read_text())
+        pids = [row["pid"] for row in recorded]
+        assert sorted(row["name"] for row in recorded) == ["api", "worker"]
     finally:
-        # From another folder, whose own ALTLAS_HOME knows nothing about this server.
-        down = altlas("down", "--port", str(port), home=elsewhere / ".altlas", cwd=elsewhere)
+        down = altlas("down", "--port", str(port), home=home, cwd=elsewhere)
     assert down.returncode == 0, down.stderr
-    assert down.stdout.strip() == (
-        f"stopped the Prefect server at http://127.0.0.1:{port} (pid {server.pid}, data in {home})"
-    )
+    assert "stopped the worker (pid" in down.stdout
+    assert "stopped the api (pid" in down.stdout
+    assert f"stopped the Prefect server at http://127.0.0.1:{port}" in down.stdout
     assert probe(port) == "free"
-    assert not server.still_running()
-    assert not (home / "prefect-server.json").exists()
+    assert probe(api_port) == "free"
+    assert all(ServerProcess.of(pid) is None for pid in pids)  # nothing left behind
     gone = altlas("down", "--port", str(port), home=home)
     assert gone.returncode == 0
-    assert gone.stdout == f"no Prefect server answers at 127.0.0.1:{port}: nothing to stop\n"
+    assert gone.stdout.endswith(f"no Prefect server answers at 127.0.0.1:{port}: nothing to stop\n")
+
+
+def wait_for_run(client: httpx.Client, run_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        run: dict[str, Any] = client.get(f"/v1/runs/{run_id}").json()
+        if run["state"] in {"completed", "failed", "timed_out", "cancelled", "crashed"}:
+            return run
+        assert time.monotonic() < deadline, run
+        time.sleep(0.2)
 
 
 def test_down_leaves_what_is_not_a_prefect_server_alone_and_says_what_it_is(
@@ -205,9 +212,10 @@ def test_up_and_down_have_help() -> None:
     down = run_cli("down", "--help", env=env, timeout=60)
     assert down.returncode == 0
     text = " ".join(down.stdout.split())
-    assert "Stop the Prefect server answering on 127.0.0.1:PORT" in text
-    assert "--port PORT port the server answers on (default" in text
-    top = run_cli("--help", env=env, timeout=60)
-    assert "stop the local Prefect server" in top.stdout
+    assert "then the Prefect server answering on 127.0.0.1:PORT" in text
+    assert "--port PORT port the Prefect server answers on (default" in text
+    top = " ".join(run_cli("--help", env=env, timeout=60).stdout.split())
+    assert "stop what `up` started: the worker, the API, the Prefect server" in top
     up = " ".join(run_cli("up", "--help", env=env, timeout=60).stdout.split())
-    assert "--detach return once ready and keep the server running" in up
+    assert "--detach return once ready; keep it running" in up
+    assert "--api-port API_PORT port of the REST API" in up

@@ -15,7 +15,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run `altlas-flows ARGS...` in `cwd` with exactly the environment `env`; capture output."""
     return subprocess.run(
-        [sys.executable, "-m", "deployments.cli", *args],
+        [sys.executable, "-m", "api.console", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

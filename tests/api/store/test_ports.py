@@ -24,16 +24,19 @@ from api.store.crypto import SecretBox, generate_secret_key
 from api.store.database import Database
 from api.store.models import NodeRun, Run, RunState, TriggerType
 from api.store.ports import (
+    StoreControl,
     StoreLoop,
+    StorePolicies,
     StoreRecorder,
     StoreResolver,
     StoreSecrets,
     store_run_services,
 )
-from api.store.runs import create_run, get_run, list_node_runs, set_flow_run
+from api.store.runs import create_run, get_run, list_node_runs, request_pause, set_flow_run
 from api.store.secrets import put_secret
-from api.store.tenants import create_tenant
+from api.store.tenants import create_tenant, update_tenant_settings
 from api.store.workflows import create_workflow, set_enabled, update_workflow
+from interpreter.definition.model import RetryPolicy
 from interpreter.run.services import (
     NodeEvent,
     NodePhase,
@@ -41,6 +44,7 @@ from interpreter.run.services import (
     RunPhase,
     RunRecorder,
     SecretProvider,
+    TenantPolicy,
     WorkflowResolver,
 )
 from pieces.base import PieceError
@@ -785,3 +789,47 @@ async def test_closing_the_store_loop_lets_calls_under_way_finish(
     assert await under_way == "done"
     with pytest.raises(RuntimeError, match="closed"):
         await loop.call(slow)
+
+
+# --- control and tenant policies ---------------------------------------------------------------
+
+
+async def test_control_reads_the_pause_request_of_the_tenants_run(
+    tenants: Database, ports_database: Database
+) -> None:
+    run_id = await new_run(tenants)
+    control = StoreControl(ports_database)
+    assert await control.pause_requested("acme", run_id) is False
+    async with tenants.session() as session:
+        assert await request_pause(session, tenant_id="acme", run_id=run_id, paused=True)
+    assert await control.pause_requested("acme", run_id) is True
+    assert await control.pause_requested("beta", run_id) is False  # another tenant's run
+    assert await control.pause_requested("acme", "no-such-run") is False
+    async with tenants.session() as session:
+        assert not await request_pause(session, tenant_id="beta", run_id=run_id, paused=False)
+        assert await request_pause(session, tenant_id="acme", run_id=run_id, paused=False)
+    assert await control.pause_requested("acme", run_id) is False
+
+
+async def test_policies_turn_tenant_settings_into_the_engines_policy(
+    tenants: Database, ports_database: Database
+) -> None:
+    policies = StorePolicies(ports_database)
+    assert await policies.policy("acme") == TenantPolicy()
+    settings = {
+        "allowed_pieces": ["core.transform"],
+        "http_allow": ["10.1.0.0/16"],
+        "defaults": {"retry": {"max_attempts": 4}, "timeout_seconds": 12},
+    }
+    async with tenants.session() as session:
+        await update_tenant_settings(session, tenant_id="acme", settings=settings)
+    policy = await policies.policy("acme")
+    assert policy.allowed_pieces == frozenset({"core.transform"})
+    assert policy.http_allow == ("10.1.0.0/16",)
+    assert policy.defaults.retry == RetryPolicy(max_attempts=4)
+    assert policy.defaults.timeout_seconds == 12
+    assert await policies.policy("beta") == TenantPolicy()  # settings are per tenant
+    async with tenants.session() as session:
+        await update_tenant_settings(session, tenant_id="beta", settings={"allowed_pieces": []})
+    nothing = await policies.policy("beta")
+    assert nothing.allowed_pieces == frozenset()  # an empty list allows no piece at all
