@@ -1,8 +1,8 @@
 """The `altlas-flows` command line, composed from each package's commands. Main entry: `main`.
 
 - the interpreter's: `validate`, `run`, `pieces list|show` (`interpreter.cli`);
-- the service's: `db upgrade`, `tenants ...`, `runs ...`, `api`, `worker` (`api.cli`);
-- the local engine's: `up`, `down` (`api.up`).
+- the service's: `db upgrade`, `tenants ...`, `runs ...`, `api`, `worker`, and the local
+  engine's `up` and `down` (`api.cli`; they import the service only when they run).
 
 This module alone imports every package. Before it exits, `main` delivers what runs of this
 process left behind (summary artifacts, Prefect's events), so that Prefect's exit hooks find
@@ -16,7 +16,6 @@ import sys
 from collections.abc import Sequence
 
 from api import cli as service_commands
-from api import up
 from interpreter import cli as interpreter_commands
 
 
@@ -29,7 +28,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     interpreter_commands.add_commands(commands)
     service_commands.add_commands(commands)
-    up.add_commands(commands)
     return parser
 
 

@@ -1,7 +1,8 @@
 """The REST facade's application: `create_app(settings)`.
 
 At start (the lifespan): the shared `Service`, the command bus, the dispatcher that hands
-accepted runs to Prefect (in the background), and a reconciliation of Prefect's deployments
+accepted runs to Prefect and the follower that picks up endings only Prefect knows (crashed
+runs), both in the background, and a reconciliation of Prefect's deployments
 with the stored workflows (drift repaired; Prefect being down is logged, not fatal). Every error
 is a problem document; bodies over the limit are refused before they are read.
 """
@@ -20,6 +21,7 @@ from api.commands import build_bus
 from api.deployment_sync import prepare_prefect, reconcile_all
 from api.dispatcher import Dispatcher
 from api.errors import install_problem_handlers, problem_responses
+from api.follower import RunFollower
 from api.limits import BodyLimit
 from api.routes import health, pieces, runs, secrets, tenants, workflows
 from api.schemas.common import ProblemBody
@@ -53,12 +55,16 @@ def create_app(
                 _log.info("deployments reconciled: %s", report.counts())
         except Exception:  # Prefect down: the API still answers; commands say 503
             _log.warning("could not prepare Prefect's deployments at start", exc_info=True)
-        dispatching = asyncio.ensure_future(dispatcher.run_forever())
+        background = [
+            asyncio.ensure_future(dispatcher.run_forever()),
+            asyncio.ensure_future(RunFollower(service).run_forever()),
+        ]
         try:
             yield
         finally:
-            dispatching.cancel()
-            await asyncio.gather(dispatching, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await service.close()
 
     app = FastAPI(

@@ -47,11 +47,10 @@ from deployments.cli import EXAMPLES, cmd_down, own_command, stop_components
 from deployments.local import Component, LocalServer, PortTaken, ServerProcess
 from interpreter.definition.parameters import prepare_parameters
 from interpreter.definition.problems import ParameterError
-from interpreter.local_server import local_port, use_local_server_if_running
+from interpreter.local_server import use_local_server_if_running
 from interpreter.settings import PREFECT_DEFAULTS
 
 DEMO_TENANT = "demo"
-API_PORT = 8000
 STARTUP_SECONDS = 120.0
 EXAMPLE_RUN_SECONDS = 60.0
 SERVICE_RECORD = "service-processes.json"
@@ -375,37 +374,4 @@ async def _report_runs(service: Service, run_ids: list[str], out: TextIO) -> Non
         out.write(f"  example {line}\n")
 
 
-def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `up` and `down`."""
-    port = local_port()
-    up = subparsers.add_parser(
-        "up",
-        help="start the whole engine here: Prefect server, API, worker, demo workflows",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    up.add_argument(
-        "--port", type=int, default=port,
-        help=f"port of the Prefect server on 127.0.0.1 (default {port}: ALTLAS_LOCAL_PREFECT_PORT)",
-    )  # fmt: skip
-    up.add_argument(
-        "--api-port", type=int, default=API_PORT,
-        help=f"port of the REST API on 127.0.0.1 (default {API_PORT})",
-    )  # fmt: skip
-    up.add_argument("--detach", action="store_true", help="return once ready; keep it running")
-    up.set_defaults(handler=cmd_up)
-    down = subparsers.add_parser(
-        "down",
-        help="stop what `up` started: the worker, the API, the Prefect server",
-        description="Stop the worker and the API that `up` recorded in ALTLAS_HOME (each "
-        "checked to be that very process), then the Prefect server answering on 127.0.0.1:PORT "
-        "(checked to be a Prefect server), and say what was stopped.",
-    )
-    down.add_argument(
-        "--port", type=int, default=port,
-        help=f"port the Prefect server answers on (default {port}: ALTLAS_LOCAL_PREFECT_PORT)",
-    )  # fmt: skip
-    down.set_defaults(handler=cmd_down_all)
-
-
-__all__ = ["add_commands", "cmd_down_all", "cmd_up", "operator_key"]
+__all__ = ["cmd_down_all", "cmd_up", "operator_key"]

@@ -62,6 +62,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deployments.sync import FLOW_HEARTBEAT_SECONDS
+from interpreter.run.flow import named_flow, request_cancel
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -780,8 +781,6 @@ async def _run_flow(flow_run: FlowRun) -> object:
     """Execute one claimed flow run on this thread's event loop; return its final state."""
     from prefect.flow_engine import run_flow
 
-    from interpreter.run.flow import named_flow
-
     workflow_id = str(flow_run.parameters["definition"].get("id") or "altlas-workflow")
     result: Any = run_flow(named_flow(workflow_id), flow_run=flow_run, return_type="state")
     if inspect.isawaitable(result):
@@ -795,12 +794,8 @@ def _resolve(done: asyncio.Future[object], outcome: object) -> None:
 
 
 def _request_engine_cancel(flow_run_id: UUID) -> bool:
-    """Ask the engine to stop a run of this process now, if it offers the hook
-    (`interpreter.run.flow.request_cancel(flow_run_id) -> bool`)."""
-    from interpreter.run import flow as engine
-
-    request: Callable[[str], bool] | None = getattr(engine, "request_cancel", None)
-    return bool(request(str(flow_run_id))) if request is not None else False
+    """Ask the engine to stop a run of this process now (it would notice by its own poll)."""
+    return request_cancel(str(flow_run_id))
 
 
 def _due(response: Any) -> datetime:

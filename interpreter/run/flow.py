@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import re
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -170,7 +171,11 @@ async def workflow_flow(
         async with _concurrency_slot(workflow, tenant):
             execution.run_changed(RunPhase.RUNNING)
             plan_run = PlanRun(execution, workflow.plan)
-            async with _deadline(execution), _cancellation_watch(execution, str(flow_run.id)):
+            async with (
+                _deadline(execution),
+                _cancellation_watch(execution, str(flow_run.id)),
+                _live(execution),
+            ):
                 await execution.resolve_secrets()
                 await plan_run.run()
             outcome = _outcome(execution, plan_run, started)
@@ -273,6 +278,39 @@ async def _deadline(execution: Execution) -> AsyncIterator[None]:
         timer.cancel()
 
 
+_CANCELLED_IN_PREFECT = "cancelled: the flow run was cancelled in Prefect"
+_live_runs: dict[str, tuple[asyncio.AbstractEventLoop, Execution]] = {}
+_live_lock = threading.Lock()
+
+
+@contextlib.asynccontextmanager
+async def _live(execution: Execution) -> AsyncIterator[None]:
+    """Make the run reachable by `request_cancel` while its nodes run."""
+    with _live_lock:
+        _live_runs[execution.flow_run_id] = (asyncio.get_running_loop(), execution)
+    try:
+        yield
+    finally:
+        with _live_lock:
+            _live_runs.pop(execution.flow_run_id, None)
+
+
+def request_cancel(flow_run_id: str) -> bool:
+    """Stop the run this process executes as `flow_run_id` now, from any thread (a worker that
+    learns of a cancellation from Prefect's events need not wait for the run's own poll).
+
+    Returns:
+        False when no run of this process has that flow run id.
+    """
+    with _live_lock:
+        found = _live_runs.get(flow_run_id)
+    if found is None:
+        return False
+    loop, execution = found
+    loop.call_soon_threadsafe(execution.stop, StopReason.CANCELLED, _CANCELLED_IN_PREFECT)
+    return True
+
+
 @contextlib.asynccontextmanager
 async def _cancellation_watch(execution: Execution, flow_run_id: str) -> AsyncIterator[None]:
     """Stop the run when someone cancels its flow run in Prefect (UI, CLI or API).
@@ -295,10 +333,7 @@ async def _cancellation_watch(execution: Execution, flow_run_id: str) -> AsyncIt
                         StateType.CANCELLING,
                         StateType.CANCELLED,
                     ):
-                        execution.stop(
-                            StopReason.CANCELLED,
-                            "cancelled: the flow run was cancelled in Prefect",
-                        )
+                        execution.stop(StopReason.CANCELLED, _CANCELLED_IN_PREFECT)
 
     watcher = asyncio.ensure_future(watch())
     try:

@@ -19,6 +19,7 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
+from prefect.states import Crashed
 
 from tests.api.conftest import LiveService
 from tests.support.api import ApiClient, problem_of, unique
@@ -310,3 +311,19 @@ def test_secrets_are_redacted_everywhere_and_never_reach_prefect(
     assert planted not in repr(flow_run.parameters)
     assert all(planted not in log.message for log in logs)
     assert all(planted not in repr(artifact.data) for artifact in artifacts)
+
+
+def test_a_run_prefect_marks_crashed_shows_crashed(live_service: LiveService) -> None:
+    """What Prefect's zombie automation does to a run whose worker died, the API follows."""
+    _, client = live_service.tenant()
+    workflow_id = stored(client, [{"id": "a", "piece": "core.transform", "input": {"value": 1}}])
+    later = {"scheduled_at": "2099-01-01T00:00:00Z"}  # never run by the worker meanwhile
+    run = client.post(f"/v1/workflows/{workflow_id}/runs", json=later).json()
+    scheduled = wait_for(client, run["id"], {"scheduled"})
+    with get_client(sync_client=True) as prefect:
+        prefect.set_flow_run_state(
+            UUID(scheduled["flow_run_id"]), Crashed(message="no heartbeat"), force=True
+        )
+    crashed = wait_for(client, run["id"], {"crashed"}, timeout=20)
+    assert crashed["error"]["type"] == "Crashed"
+    assert crashed["finished_at"] is not None
