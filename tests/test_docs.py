@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from api.settings import ApiSettings
+from deployments.runner import WorkerSettings
 from interpreter.settings import PREFECT_DEFAULTS, EngineSettings
 from pieces.settings import PieceSettings
 
@@ -21,6 +22,9 @@ def test_every_setting_is_documented_in_configuration_md() -> None:
     for settings in (PieceSettings, EngineSettings, ApiSettings):
         for name in settings.model_fields:
             assert f"`ALTLAS_{name.upper()}`" in text, f"ALTLAS_{name.upper()} is not documented"
+    for name in WorkerSettings.model_fields:
+        variable = f"`ALTLAS_WORKER_{name.upper()}`"
+        assert variable in text, f"{variable} is not documented"
     for name, value in PREFECT_DEFAULTS.items():
         assert f"| `{name}` | `{value}` |" in text
 
