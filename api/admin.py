@@ -20,15 +20,21 @@ from pydantic import BaseModel
 from api.auth import Principal
 from api.commands import build_bus
 from api.commands.runs import CancelRun, PauseRun, ResumeRun, StartRun
-from api.commands.tenants import CreateApiKey, CreateTenant, IssuedKey, RevokeApiKey
+from api.commands.tenants import (
+    CreateApiKey,
+    CreateTenant,
+    IssuedKey,
+    RevokeApiKey,
+    UpdateTenantSettings,
+)
 from api.dispatcher import Dispatcher
-from api.errors import Problem
+from api.errors import NotFoundProblem, Problem
 from api.main import create_app
 from api.queries import runs as run_queries
 from api.service import Service
 from api.settings import get_api_settings
 from api.store.migrate import current_revision_sync, head_revision, upgrade_sync
-from api.store.tenants import list_api_keys, list_tenants
+from api.store.tenants import get_tenant, list_api_keys, list_tenants
 from api.worker import run_service_worker
 from deployments.runner import WarmRunner, WorkerSettings
 from interpreter.cli import parse_parameters
@@ -114,6 +120,26 @@ async def create_tenant(service: Service, args: argparse.Namespace, out: TextIO)
         CreateTenant(new_tenant_id=args.tenant), Principal.for_operator()
     )
     out.write(f"tenant {issued.tenant_id} created\nAPI key (shown once): {issued.api_key}\n")
+    return 0
+
+
+async def tenant_settings(service: Service, args: argparse.Namespace, out: TextIO) -> int:
+    if args.set is not None:
+        try:
+            wanted = json.loads(args.set)
+        except json.JSONDecodeError as exc:
+            sys.stderr.write(f"altlas-flows tenants settings: --set is not JSON: {exc.msg}\n")
+            return 2
+        if not isinstance(wanted, dict):
+            sys.stderr.write("altlas-flows tenants settings: --set takes a JSON object\n")
+            return 2
+        command = UpdateTenantSettings(for_tenant=args.tenant, settings=wanted)
+        await build_bus(service).dispatch(command, Principal.for_operator())
+    async with service.database.session() as session:
+        tenant = await get_tenant(session, tenant_id=args.tenant)
+    if tenant is None:
+        raise NotFoundProblem(f"tenant {args.tenant!r}")
+    _print(out, tenant.settings or {})
     return 0
 
 
@@ -216,6 +242,7 @@ async def resume_run(service: Service, args: argparse.Namespace, out: TextIO) ->
 
 cmd_tenants_create = _sync(create_tenant)
 cmd_tenants_list = _sync(list_all_tenants)
+cmd_tenants_settings = _sync(tenant_settings)
 cmd_keys_create = _sync(create_key)
 cmd_keys_list = _sync(list_keys)
 cmd_keys_revoke = _sync(revoke_key)

@@ -57,6 +57,18 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     create.set_defaults(handler=lazy("api.admin:cmd_tenants_create"))
     listing = tenant_commands.add_parser("list", help="every tenant")
     listing.set_defaults(handler=lazy("api.admin:cmd_tenants_list"))
+    settings = tenant_commands.add_parser(
+        "settings",
+        help="show a tenant's settings, or replace them with --set",
+        description="A tenant's settings, applied when its workflows are validated and run: "
+        "`allowed_pieces` (a list of action piece keys; unset: all), `http_allow` (networks "
+        "http.request may reach besides public addresses), `defaults` (`retry` and "
+        "`timeout_seconds` for its nodes, between the pieces' own and the workflow's). "
+        """Example: --set '{"allowed_pieces": ["core.transform", "http.request"]}'.""",
+    )
+    settings.add_argument("tenant", metavar="TENANT")
+    settings.add_argument("--set", metavar="JSON", help="the new settings, a JSON object")
+    settings.set_defaults(handler=lazy("api.admin:cmd_tenants_settings"))
     keys = tenant_commands.add_parser("keys", help="a tenant's API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
     key_create = key_commands.add_parser("create", help="a new key (printed once)")

@@ -1,7 +1,7 @@
 """Commands: every change the API and the command line make, through one bus.
 
 - `bus`: `Command`, `CommandBus` and its middleware (validation, tenant scoping, audit).
-- `tenants`: CreateTenant, CreateApiKey, RevokeApiKey (operator).
+- `tenants`: CreateTenant, UpdateTenantSettings, CreateApiKey, RevokeApiKey (operator).
 - `workflows`: CreateWorkflow, UpdateWorkflow, SetWorkflowEnabled, DeleteWorkflow.
 - `secrets`: PutSecret, DeleteSecret.
 - `runs`: StartRun, CancelRun, PauseRun, ResumeRun.
@@ -19,6 +19,7 @@ HANDLERS: dict[type[Command], Handler] = {
     tenants.CreateTenant: tenants.create_tenant,
     tenants.CreateApiKey: tenants.create_api_key,
     tenants.RevokeApiKey: tenants.revoke_api_key,
+    tenants.UpdateTenantSettings: tenants.update_tenant_settings,
     workflows.CreateWorkflow: workflows.create_workflow,
     workflows.UpdateWorkflow: workflows.update_workflow,
     workflows.SetWorkflowEnabled: workflows.set_enabled,

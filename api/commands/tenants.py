@@ -1,4 +1,5 @@
-"""Operator commands: create a tenant (with its first API key), create and revoke API keys.
+"""Operator commands: create a tenant (with its first API key), change its settings, create and
+revoke API keys.
 
 Keys are shown once: the store keeps their keyed hash, found by the key's non-secret id.
 """
@@ -9,14 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from api.commands.bus import Command, CommandContext
-from api.errors import ConflictProblem, NotFoundProblem
+from api.errors import ConflictProblem, InvalidProblem, NotFoundProblem, pointer
 from api.schemas.tenants import TENANT_ID_PATTERN
 from api.store import tenants as store
 from api.store.crypto import hash_api_key, new_api_key
 from api.store.errors import AlreadyExists, NotFound
+from api.tenancy import TenantSettings
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,32 @@ class CreateApiKey(Command):
     operator_only: ClassVar[bool] = True
     tenant_id: None = None
     for_tenant: str
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"tenant": self.for_tenant}
+
+
+class UpdateTenantSettings(Command):
+    """Replace a tenant's settings (`api.tenancy.TenantSettings`: allowed pieces, HTTP
+    allow-list additions, default retry and time-out)."""
+
+    operator_only: ClassVar[bool] = True
+    tenant_id: None = None
+    for_tenant: str
+    settings: dict[str, Any]
+
+    async def validate_in(self, context: CommandContext) -> None:
+        try:
+            TenantSettings.of(self.settings)
+        except ValidationError as exc:
+            raise InvalidProblem(
+                "the tenant settings are invalid; see `errors`",
+                [
+                    {"path": pointer(list(e["loc"])), "message": e["msg"]}
+                    for e in exc.errors(include_url=False)
+                ],
+                slug="invalid-tenant-settings",
+            ) from None
 
     def audit_detail(self) -> dict[str, Any]:
         return {"tenant": self.for_tenant}
@@ -84,6 +112,15 @@ async def create_api_key(command: CreateApiKey, context: CommandContext) -> Issu
         return await _issue(context, command.for_tenant)
     except NotFound:
         raise NotFoundProblem(f"tenant {command.for_tenant!r}") from None
+
+
+async def update_tenant_settings(command: UpdateTenantSettings, context: CommandContext) -> None:
+    canonical = TenantSettings.of(command.settings).model_dump(mode="json", exclude_defaults=True)
+    updated = await store.update_tenant_settings(
+        context.session, tenant_id=command.for_tenant, settings=canonical
+    )
+    if updated is None:
+        raise NotFoundProblem(f"tenant {command.for_tenant!r}")
 
 
 async def revoke_api_key(command: RevokeApiKey, context: CommandContext) -> None:
