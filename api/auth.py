@@ -55,8 +55,8 @@ def bearer_token(authorization: str | None) -> str:
 async def authenticate_tenant(
     session: AsyncSession, authorization: str | None, *, server_keys: list[str]
 ) -> Principal:
-    """The tenant whose live key the request carries; 401 for no key, an unknown or revoked
-    one, or the operator key (403: it manages tenants only)."""
+    """The tenant whose live key the request carries; 401 for no key, or a key that is not a
+    live tenant key (an unknown or revoked one, or the operator key)."""
     token = bearer_token(authorization)
     key_id = key_id_of(token)
     key = await find_api_key(session, key_id=key_id) if key_id is not None else None

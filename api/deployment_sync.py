@@ -11,7 +11,7 @@ from uuid import UUID
 
 from prefect import get_client
 
-from api.errors import Problem
+from api.errors import PrefectUnavailableProblem, Problem
 from api.prefect_gateway import is_transport_error
 from api.service import Service
 from api.store.models import Workflow, WorkflowVersion
@@ -35,15 +35,6 @@ services for the whole process."""
 _deployment_ids: dict[tuple[str, str], UUID] = {}
 
 
-def _unavailable(exc: BaseException) -> Problem:
-    return Problem(
-        503,
-        "Prefect unavailable",
-        f"the Prefect API did not answer ({type(exc).__name__}); nothing was changed, try again",
-        slug="prefect-unavailable",
-    )
-
-
 def spec_of(row: Workflow, version: WorkflowVersion) -> WorkflowDeployment:
     return WorkflowDeployment(
         tenant=row.tenant_id,
@@ -65,7 +56,7 @@ async def workflow_changed(service: Service, row: Workflow, version: WorkflowVer
         raise Problem(422, "Unprocessable request", str(exc), slug="invalid-definition") from None
     except Exception as exc:
         if is_transport_error(exc):
-            raise _unavailable(exc) from None
+            raise PrefectUnavailableProblem(exc) from None
         raise
     _deployment_ids[(row.tenant_id, row.id)] = deployment
 
@@ -78,7 +69,7 @@ async def workflow_removed(service: Service, tenant_id: str, workflow_id: str) -
             await remove_workflow(client, tenant_id, workflow_id)
     except Exception as exc:
         if is_transport_error(exc):
-            raise _unavailable(exc) from None
+            raise PrefectUnavailableProblem(exc) from None
         raise
 
 

@@ -118,8 +118,11 @@ class Dispatcher:
         if workflow is None or version is None:
             await self._fail(run, "the run's workflow was deleted before the run could start")
             return True
+        # A secret value a caller pasted into a parameter must not reach Prefect: the flow run
+        # shows it as `***`, and the worker reads the real parameters from the store.
+        redactor = await service.redactors.get(run.tenant_id)
         parameters: dict[str, Any] = {
-            "parameters": run.parameters,
+            "parameters": redactor.value(run.parameters),
             "trigger": _trigger(run),
             "run_id": run.id,
         }
@@ -149,7 +152,13 @@ class Dispatcher:
             await store.set_flow_run(
                 session, run_id=run.id, flow_run_id=str(flow_run.id), deployment_id=str(deployment)
             )
-            await store.update_run_state(session, run_id=run.id, state=RunState.SCHEDULED)
+            moved = await store.update_run_state(session, run_id=run.id, state=RunState.SCHEDULED)
+            now = None if moved else await store.get_run_by_id(session, run_id=run.id)
+        if now is not None and now.state.is_finished:
+            # Cancelled while its flow run was being created: that flow run must not run. (A
+            # run another process dispatched meanwhile is `scheduled` or later: left alone.)
+            with contextlib.suppress(Exception):
+                await service.prefect.cancel(str(flow_run.id))
         return True
 
     async def _fail(self, run: Run, message: str) -> None:

@@ -77,6 +77,19 @@ class ConflictProblem(Problem):
         super().__init__(409, "Conflict", detail, slug=slug)
 
 
+class PrefectUnavailableProblem(Problem):
+    """503: Prefect's API did not answer; nothing was changed."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(
+            503,
+            "Prefect unavailable",
+            f"the Prefect API did not answer ({type(exc).__name__}); nothing was changed, "
+            "try again",
+            slug="prefect-unavailable",
+        )
+
+
 class InvalidProblem(Problem):
     """422 with the places in the request body that are at fault."""
 
@@ -150,13 +163,15 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        titles = {404: "Not found", 405: "Method not allowed"}
+        titles = {400: "Bad request", 404: "Not found", 405: "Method not allowed"}
         title = titles.get(exc.status_code, "Error")
         detail = (
             f"no route {request.url.path}"
             if exc.status_code == 404
             else f"{request.method} is not allowed on {request.url.path}"
             if exc.status_code == 405
+            else "the request body could not be parsed as JSON (malformed, or nested too deeply)"
+            if exc.status_code == 400
             else str(exc.detail)
         )
         problem = Problem(

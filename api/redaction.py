@@ -8,14 +8,17 @@ made through another API process is seen within `ttl`).
 
 from __future__ import annotations
 
+import logging
 import time
 
-from api.store.crypto import SecretBox
+from api.store.crypto import SecretBox, SecretDecryptionError
 from api.store.database import Database
 from api.store.secrets import all_secret_ciphertexts
 from interpreter.run.secrets import Redactor
 
 DEFAULT_TTL_SECONDS = 2.0
+
+_log = logging.getLogger("altlas.api")
 
 
 class TenantRedactors:
@@ -35,8 +38,13 @@ class TenantRedactors:
         async with self._database.session() as session:
             ciphertexts = await all_secret_ciphertexts(session, tenant_id=tenant_id)
         redactor = Redactor()
-        for ciphertext in ciphertexts.values():
-            redactor.add(self._box.decrypt(ciphertext))
+        for name, ciphertext in ciphertexts.items():
+            try:
+                redactor.add(self._box.decrypt(ciphertext))
+            except SecretDecryptionError:
+                # No configured key opens it (a rotation left it behind): its value cannot be
+                # known to any run either, so there is nothing of it to hide.
+                _log.warning("tenant %s: secret %r cannot be decrypted", tenant_id, name)
         self._cache[tenant_id] = (now, redactor)
         return redactor
 

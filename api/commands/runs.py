@@ -13,10 +13,17 @@ from datetime import datetime
 from typing import Any
 
 import jsonschema
+from prefect.exceptions import NotPausedError, ObjectNotFound
 from pydantic import Field
 
 from api.commands.bus import Command, CommandContext
-from api.errors import ConflictProblem, InvalidProblem, NotFoundProblem
+from api.errors import (
+    ConflictProblem,
+    InvalidProblem,
+    NotFoundProblem,
+    PrefectUnavailableProblem,
+)
+from api.prefect_gateway import is_transport_error
 from api.store import runs as store
 from api.store.crypto import json_digest
 from api.store.models import NodeStatus, Run, RunState, TriggerType, new_run_id
@@ -160,7 +167,14 @@ async def cancel_run(command: CancelRun, context: CommandContext) -> Run:
         raise ConflictProblem(f"run {run.id!r} already finished ({run.state.value})")
     started = run.state in (RunState.RUNNING, RunState.PAUSED, RunState.CANCELLING)
     if run.flow_run_id is not None:
-        await context.service.prefect.cancel(run.flow_run_id)
+        try:
+            await context.service.prefect.cancel(run.flow_run_id)
+        except ObjectNotFound:  # its flow run is gone (deleted with its deployment)
+            started = False
+        except Exception as exc:
+            if is_transport_error(exc):
+                raise PrefectUnavailableProblem(exc) from None
+            raise
     # A run that has not started is cancelled at once (no engine will report it); a running
     # one is `cancelling` until its engine has stopped it.
     target = RunState.CANCELLING if started else RunState.CANCELLED
@@ -206,7 +220,16 @@ async def resume_run(command: ResumeRun, context: CommandContext) -> Run:
     if waiting and run.flow_run_id is not None:  # an approval: the approver's answer
         answer = command.input if command.input is not None else {}
         _check_approval_input(waiting[0].input, answer)
-        await context.service.prefect.resume(run.flow_run_id, answer)
+        try:
+            await context.service.prefect.resume(run.flow_run_id, answer)
+        except NotPausedError:
+            raise ConflictProblem(
+                f"run {run.id!r} is not paused in Prefect (any more)", slug="run-not-paused"
+            ) from None
+        except Exception as exc:
+            if is_transport_error(exc):
+                raise PrefectUnavailableProblem(exc) from None
+            raise
     await store.request_pause(
         context.session, tenant_id=command.tenant_id, run_id=run.id, paused=False
     )

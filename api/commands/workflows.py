@@ -16,6 +16,7 @@ from api.presenters import workflow_public
 from api.schemas.workflows import WorkflowPublic
 from api.store import workflows as store
 from api.store.errors import AlreadyExists
+from api.store.runs import cancel_unstarted_runs
 from api.store.tenants import get_tenant
 from api.tenancy import TenantSettings
 from interpreter.definition.problems import Problem
@@ -159,4 +160,12 @@ async def delete_workflow(command: DeleteWorkflow, context: CommandContext) -> N
     )
     if not deleted:
         raise NotFoundProblem(f"workflow {command.workflow_id!r}")
+    # Prefect deletes the deployment's scheduled flow runs with it: the runs that had not
+    # started end here (those already running go on to their end).
+    await cancel_unstarted_runs(
+        context.session,
+        tenant_id=command.tenant_id,
+        workflow_id=command.workflow_id,
+        error={"type": "Cancelled", "message": "its workflow was deleted before it started"},
+    )
     await workflow_removed(context.service, command.tenant_id, command.workflow_id)

@@ -9,9 +9,10 @@ from api.schemas.pieces import PiecePublic
 from pieces.registry import PieceRegistry, UnknownPieceError
 
 
-def list_pieces(registry: PieceRegistry) -> Page[PiecePublic]:
-    pieces = [piece_public(p) for p in [*registry.actions(), *registry.triggers()]]
-    return Page[PiecePublic](data=pieces, count=len(pieces))
+def list_pieces(registry: PieceRegistry, *, limit: int, offset: int) -> Page[PiecePublic]:
+    every = [*registry.actions(), *registry.triggers()]
+    page = [piece_public(p) for p in every[offset : offset + limit]]
+    return Page[PiecePublic](data=page, count=len(every))
 
 
 def get_piece(registry: PieceRegistry, key: str) -> PiecePublic:

@@ -61,13 +61,20 @@ async def list_runs(
 
 
 async def list_run_nodes(
-    session: AsyncSession, service: Service, *, tenant_id: str, run_id: str
+    session: AsyncSession,
+    service: Service,
+    *,
+    tenant_id: str,
+    run_id: str,
+    limit: int = 200,
+    offset: int = 0,
 ) -> Page[NodeRunPublic]:
     if await store.get_run(session, tenant_id=tenant_id, run_id=run_id) is None:
         raise NotFoundProblem(f"run {run_id!r}")
     nodes = await store.list_node_runs(session, tenant_id=tenant_id, run_id=run_id)
     redactor = await service.redactors.get(tenant_id)
-    return Page[NodeRunPublic](data=[node_public(n, redactor) for n in nodes], count=len(nodes))
+    page = [node_public(n, redactor) for n in nodes[offset : offset + limit]]
+    return Page[NodeRunPublic](data=page, count=len(nodes))
 
 
 async def workflow_stats(

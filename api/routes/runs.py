@@ -42,12 +42,17 @@ async def get_run(
     return await queries.get_run(session, service, tenant_id=caller.tenant, run_id=run_id)
 
 
-@router.get("/{run_id}/nodes", operation_id="listRunNodes", responses=problem_responses(401, 404))
+@router.get(
+    "/{run_id}/nodes", operation_id="listRunNodes", responses=problem_responses(401, 404, 422)
+)
 async def list_run_nodes(
-    run_id: str, session: SessionDep, service: ServiceDep, caller: TenantDep
+    run_id: str, session: SessionDep, service: ServiceDep, caller: TenantDep, page: PageDep
 ) -> Page[NodeRunPublic]:
     """The run's nodes in the order they started: input, output, error, timing."""
-    return await queries.list_run_nodes(session, service, tenant_id=caller.tenant, run_id=run_id)
+    return await queries.list_run_nodes(
+        session, service, tenant_id=caller.tenant, run_id=run_id,
+        limit=page.limit, offset=page.offset,
+    )  # fmt: skip
 
 
 @router.post(

@@ -207,7 +207,12 @@ async def start_run(
     body: Annotated[RunStart, Body(default_factory=RunStart)],
     idempotency_key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key", max_length=255, description="Makes retries safe."),
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Makes retries safe (1-255 characters).",
+        ),
     ] = None,
 ) -> RunPublic:
     """Start a run: validated, recorded and answered at once; Prefect runs it."""

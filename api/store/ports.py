@@ -9,6 +9,7 @@ Main entry: `store_run_services(database, box, registry, record_max_bytes=...)`,
   node rows (`node_runs`), keyed by the run id the service gave the run.
 - `StoreControl`: whether `pauseRun` asked a run to pause (its run row's flag).
 - `StorePolicies`: the tenant's settings as the engine's `TenantPolicy`.
+- `StoreInputs`: the parameters stored with a run.
 - `StoreLoop`: the one event loop on which the ports use their `Database`.
 
 Event loops: a worker executes each run on an event loop of its own (a thread per run, see
@@ -42,6 +43,7 @@ from api.store.errors import NotFound
 from api.store.models import NodeRun, NodeStatus, Run, RunState
 from api.store.runs import (
     cap_record_value,
+    get_run,
     pause_requested,
     update_run_state,
     upsert_node_run,
@@ -518,6 +520,23 @@ class StoreControl:
         return await self._loop.call(read)
 
 
+class StoreInputs:
+    """`RunInputs`: the parameters stored with the run (the flow run's show pasted secret
+    values as `***`)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._loop = StoreLoop.of(database)
+
+    async def parameters(self, tenant: str, run_id: str) -> dict[str, Any] | None:
+        async def read() -> dict[str, Any] | None:
+            async with self.database.session() as session:
+                run = await get_run(session, tenant_id=tenant, run_id=run_id)
+                return dict(run.parameters) if run is not None else None
+
+        return await self._loop.call(read)
+
+
 class StorePolicies:
     """`TenantPolicies`: the tenant's stored settings (allowed pieces, HTTP allow-list
     additions, default retry and time-out), read once per run."""
@@ -558,12 +577,14 @@ def store_run_services(
         recorder=StoreRecorder(database, record_max_bytes=record_max_bytes),
         control=StoreControl(database),
         policies=StorePolicies(database),
+        inputs=StoreInputs(database),
     )
 
 
 __all__ = [
     "RUN_STATES",
     "StoreControl",
+    "StoreInputs",
     "StoreLoop",
     "StorePolicies",
     "StoreRecorder",

@@ -207,6 +207,23 @@ async def update_run_state(
     return result.first() is not None
 
 
+async def cancel_unstarted_runs(
+    session: AsyncSession, *, tenant_id: str, workflow_id: str, error: Any
+) -> int:
+    """Cancel the workflow's runs that have not started (`accepted`, `scheduled`); how many."""
+    result = await session.execute(
+        update(Run)
+        .where(
+            Run.tenant_id == tenant_id,
+            Run.workflow_id == workflow_id,
+            Run.state.in_([RunState.ACCEPTED, RunState.SCHEDULED]),
+        )
+        .values(state=RunState.CANCELLED, error=error, finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def request_pause(
     session: AsyncSession, *, tenant_id: str, run_id: str, paused: bool
 ) -> bool:

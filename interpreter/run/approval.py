@@ -50,8 +50,10 @@ async def wait_for_approval(
     message: str,
     input_schema: dict[str, Any] | None,
     timeout_seconds: float,
+    on_paused: Callable[[], None] = lambda: None,
 ) -> Any:
-    """Pause the current flow run and return the input it is resumed with.
+    """Pause the current flow run and return the input it is resumed with; `on_paused` is
+    called once Prefect holds the run paused (from then on it can be resumed).
 
     A flow run has one pause at a time: the caller takes approvals in parallel branches of one
     run one after the other.
@@ -62,7 +64,9 @@ async def wait_for_approval(
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         raise PieceError("core.approval needs a flow run", error_type="ApprovalUnavailable")
-    return await _pause(context.flow_run.id, node_id, message, input_schema, timeout_seconds)
+    return await _pause(
+        context.flow_run.id, node_id, message, input_schema, timeout_seconds, on_paused
+    )
 
 
 async def _pause(
@@ -71,6 +75,7 @@ async def _pause(
     message: str,
     input_schema: dict[str, Any] | None,
     timeout_seconds: float,
+    on_paused: Callable[[], None],
 ) -> Any:
     logger = get_run_logger()
     paused: State[Any] = Paused(
@@ -92,6 +97,7 @@ async def _pause(
         schema = input_schema or DEFAULT_INPUT_SCHEMA
         await client.create_flow_run_input(flow_run_id, keyset["schema"], json.dumps(schema))
         await client.create_flow_run_input(flow_run_id, keyset["description"], message)
+        on_paused()
         logger.info(
             "node %r waits for approval: %s (resume flow run %s with input, within %gs)",
             node_id,

@@ -137,6 +137,8 @@ async def workflow_flow(
         await services.recorder.run_changed(tenant, change)
         return Failed(message=message, data=RunOutcome(result, None))
 
+    if run_id is not None:  # the caller's own copy: secret values are not masked in it
+        parameters = await services.inputs.parameters(tenant, run_id) or parameters
     policy = await services.policies.policy(tenant)
     registry = services.registry
     if policy.allowed_pieces is not None:

@@ -176,16 +176,24 @@ class NodeContext:
     ) -> Any:
         """Pause the run until a person resumes it; the node is `waiting` meanwhile."""
         execution = self._execution
-        async with execution.approval_lock:  # a flow run has one pause at a time
+        paused = False
+
+        def now_paused() -> None:  # Prefect holds the run paused: it can be resumed now
+            nonlocal paused
+            paused = True
             execution.transition(self._record, NodePhase.WAITING, "waiting")
             execution.run_changed(RunPhase.PAUSED)
+
+        async with execution.approval_lock:  # a flow run has one pause at a time
             try:
                 return await wait_for_approval(
                     node_id=self._label,
                     message=message,
                     input_schema=input_schema,
                     timeout_seconds=timeout_seconds,
+                    on_paused=now_paused,
                 )
             finally:
-                execution.run_changed(RunPhase.RUNNING)
-                execution.transition(self._record, NodePhase.STARTED, "running")
+                if paused:
+                    execution.run_changed(RunPhase.RUNNING)
+                    execution.transition(self._record, NodePhase.STARTED, "running")

@@ -9,6 +9,8 @@ many tenants with one set of services:
 - `RunRecorder`: what happened in a run (its state changes, and each node's start, failed
   attempts, end, skip or wait), with inputs and outputs already redacted;
 - `RunControl`: whether someone asked the run to pause before its next node starts;
+- `RunInputs`: the parameters a run was started with, as the caller stored them (the flow run's
+  own parameters show secret values a caller pasted as `***`);
 - `TenantPolicies`: what a tenant's settings say for its runs (`TenantPolicy`: the pieces it
   may use, additions to the HTTP allow-list, its layer of execution defaults).
 
@@ -141,6 +143,21 @@ class NoControl:
         return False
 
 
+class RunInputs(Protocol):
+    """The parameters the service stored for a run it started (by its run id)."""
+
+    async def parameters(self, tenant: str, run_id: str) -> dict[str, Any] | None:
+        """The run's parameters as given; None when the caller stored none for it."""
+        ...
+
+
+class NoInputs:
+    """Ad-hoc runs: the flow run's own parameters are the run's."""
+
+    async def parameters(self, tenant: str, run_id: str) -> dict[str, Any] | None:
+        return None
+
+
 @dataclass(frozen=True)
 class TenantPolicy:
     """A tenant's settings, as its runs apply them."""
@@ -186,6 +203,7 @@ class RunServices:
     recorder: RunRecorder = field(default_factory=NullRecorder)
     control: RunControl = field(default_factory=NoControl)
     policies: TenantPolicies = field(default_factory=OpenPolicies)
+    inputs: RunInputs = field(default_factory=NoInputs)
     depth: int = 0
     """How many `core.subworkflow` levels this run is below the top-level run."""
     prepared: tuple[dict[str, Any], Workflow] | None = None

@@ -154,6 +154,8 @@ def test_idempotency_keys_give_one_run_per_key_and_body(live_service: LiveServic
     other = client.post(path, json={"parameters": {"x": 1}}, headers=key)
     assert problem_of(other)["type"].endswith("/idempotency-key-reused")
     # Ten at once with one key: never a second run.
+    empty = client.post(path, json={}, headers={"Idempotency-Key": ""})
+    assert problem_of(empty)["status"] == 422
     burst_key = {"Idempotency-Key": unique("burst")}
     with concurrent.futures.ThreadPoolExecutor(10) as pool:
         answers = list(pool.map(lambda _: client.post(path, json={}, headers=burst_key), range(10)))
@@ -200,6 +202,16 @@ def test_cancel_stops_a_running_workflow_within_seconds(live_service: LiveServic
     ).json()
     gone = client.post(f"/v1/runs/{later['id']}/cancel").json()
     assert gone["state"] == "cancelled"
+    # Deleting a workflow ends its runs that had not started (Prefect deletes their flow runs).
+    pending = client.post(
+        f"/v1/workflows/{workflow_id}/runs", json={"scheduled_at": "2099-01-01T00:00:00Z"}
+    ).json()
+    wait_for(client, pending["id"], {"scheduled"})
+    assert client.delete(f"/v1/workflows/{workflow_id}").status_code == 204
+    ended = client.get(f"/v1/runs/{pending['id']}").json()
+    assert ended["state"] == "cancelled"
+    assert ended["error"]["message"] == "its workflow was deleted before it started"
+    assert problem_of(client.post(f"/v1/runs/{pending['id']}/cancel"))["status"] == 409
 
 
 def test_pause_holds_the_next_node_and_resume_goes_on(live_service: LiveService) -> None:
@@ -280,7 +292,12 @@ def test_secrets_are_redacted_everywhere_and_never_reach_prefect(
                 "id": "use",
                 "piece": "core.transform",
                 "input": {"value": "Bearer {{ secrets.token }} / {{ params.note }}"},
-            }
+            },
+            {
+                "id": "size",
+                "piece": "core.transform",
+                "input": {"value": "{{ params.note | length }}"},
+            },
         ],
         parameters={"type": "object", "properties": {"note": {"type": "string"}}},
         output="{{ nodes.use.output }}",
@@ -299,9 +316,14 @@ def test_secrets_are_redacted_everywhere_and_never_reach_prefect(
         f"/v1/workflows/{workflow_id}/runs", json={"parameters": {"note": planted}}
     ).json()
     assert pasted["parameters"] == {"note": "***"}
-    wait_for(client, pasted["id"], FINISHED)
+    pasted_final = wait_for(client, pasted["id"], FINISHED)
+    assert pasted_final["state"] == "completed", pasted_final
+    sizes = {n["node_id"]: n["output"] for n in
+             client.get(f"/v1/runs/{pasted['id']}/nodes").json()["data"]}  # fmt: skip
+    assert sizes["size"] == len(planted)  # the engine had the real value, not "***"
     # Nowhere in Prefect: the flow run's parameters, its logs, its artifacts.
     with get_client(sync_client=True) as prefect:
+        pasted_run = prefect.read_flow_run(UUID(pasted_final["flow_run_id"]))
         flow_run_id = UUID(final["flow_run_id"])
         flow_run = prefect.read_flow_run(flow_run_id)
         logs = prefect.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
@@ -309,6 +331,8 @@ def test_secrets_are_redacted_everywhere_and_never_reach_prefect(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
         )
     assert planted not in repr(flow_run.parameters)
+    assert planted not in repr(pasted_run.parameters)
+    assert pasted_run.parameters["parameters"] == {"note": "***"}
     assert all(planted not in log.message for log in logs)
     assert all(planted not in repr(artifact.data) for artifact in artifacts)
 

@@ -220,6 +220,10 @@ def test_catalogue_health_and_generic_errors(live_service: LiveService) -> None:
     assert delay["kind"] == "action"
     assert "seconds" in delay["input_schema"]["properties"]
     assert client.get("/v1/pieces/core.transfrom").status_code == 404
+    page = client.get("/v1/pieces", params={"limit": 2, "offset": 1}).json()
+    assert [p["key"] for p in page["data"]] == [p["key"] for p in pieces["data"][1:3]]
+    assert page["count"] == pieces["count"]
+    assert problem_of(client.get("/v1/pieces", params={"limit": 0}))["status"] == 422
     assert client.as_key(None).get("/v1/pieces").status_code == 401
     assert httpx.get(f"{live_service.url}/healthz").status_code == 200
     ready = httpx.get(f"{live_service.url}/readyz")
