@@ -1,14 +1,15 @@
-"""`python -m bench [overhead] [validation] [parallel]`: run benchmarks (all by default)."""
+"""`python -m bench [overhead] [validation] [parallel] [latency] [api]`: run benchmarks (default:
+all)."""
 
 from __future__ import annotations
 
 import sys
 
-NEEDS_SERVER = {"overhead", "parallel"}
+NEEDS_SERVER = {"overhead", "parallel", "latency", "api"}
 
 
 def main(argv: list[str]) -> None:
-    chosen = argv or ["validation", "overhead", "parallel"]
+    chosen = argv or ["validation", "overhead", "parallel", "latency", "api"]
     from bench.server import prefect_server
 
     if not NEEDS_SERVER & set(chosen):
@@ -21,9 +22,15 @@ def main(argv: list[str]) -> None:
 def _run(chosen: list[str]) -> None:
     # Imported only now: Prefect reads PREFECT_API_URL when it is first imported, and the
     # server's address is known only once it has started.
-    from bench import overhead, parallel, validation
+    from bench import api, latency, overhead, parallel, validation
 
-    modules = {"overhead": overhead, "validation": validation, "parallel": parallel}
+    modules = {
+        "overhead": overhead,
+        "validation": validation,
+        "parallel": parallel,
+        "latency": latency,
+        "api": api,
+    }
     for name in chosen:
         modules[name].main()
 

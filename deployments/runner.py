@@ -21,8 +21,8 @@ flow run (`import prefect` alone takes ~1.8 s here): 4-8 s from a run's creation
   `concurrency` at a time; the parameters are the flow run's own (Prefect merged the
   deployment's into them when it created the run), so the Prefect UI shows exactly what ran;
 - **cancels** at once: a `Cancelling` event for a run it executes asks the engine to stop the
-  run (`interpreter.run.flow.request_cancel`, when the engine offers it; otherwise the engine's
-  own watch notices within `ALTLAS_CANCEL_POLL_SECONDS`);
+  run (`interpreter.run.flow.request_cancel`); the engine's own watch, which polls every
+  `ALTLAS_CANCEL_POLL_SECONDS`, remains the safety net;
 - **reports** crashes: its runs send Prefect's flow-run heartbeats every `heartbeat_seconds`,
   and `ensure_zombie_automation` creates the automation that marks a run Crashed when its
   heartbeats stop (its worker died); a run whose engine fails outside the flow is marked
@@ -62,7 +62,6 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deployments.sync import FLOW_HEARTBEAT_SECONDS
-from interpreter.run.flow import named_flow, request_cancel
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -781,6 +780,8 @@ async def _run_flow(flow_run: FlowRun) -> object:
     """Execute one claimed flow run on this thread's event loop; return its final state."""
     from prefect.flow_engine import run_flow
 
+    from interpreter.run.flow import named_flow
+
     workflow_id = str(flow_run.parameters["definition"].get("id") or "altlas-workflow")
     result: Any = run_flow(named_flow(workflow_id), flow_run=flow_run, return_type="state")
     if inspect.isawaitable(result):
@@ -795,6 +796,8 @@ def _resolve(done: asyncio.Future[object], outcome: object) -> None:
 
 def _request_engine_cancel(flow_run_id: UUID) -> bool:
     """Ask the engine to stop a run of this process now (it would notice by its own poll)."""
+    from interpreter.run.flow import request_cancel
+
     return request_cancel(str(flow_run_id))
 
 
