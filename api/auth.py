@@ -11,6 +11,7 @@ import hmac
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import ForbiddenProblem, UnauthorizedProblem
 from api.store.crypto import key_id_of, verify_api_key
@@ -78,3 +79,26 @@ async def authenticate_operator(
         return Principal.for_operator()
     await authenticate_tenant(session, authorization, server_keys=server_keys)  # 401 if not
     raise ForbiddenProblem("tenant routes need the operator key (ALTLAS_ADMIN_KEY)")
+
+
+class RequireBearer:
+    """ASGI middleware: a `/v1` request without a Bearer token is 401 before its body is
+    parsed (webhook deliveries, `/v1/hooks/...`, are signed instead). Which key it is, and
+    whether it may do this, the route's dependencies decide."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith("/v1/") and not path.startswith("/v1/hooks/"):
+            header = next(
+                (v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"authorization"),
+                None,
+            )
+            try:
+                bearer_token(header)
+            except UnauthorizedProblem as problem:
+                await problem.response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -7,6 +7,7 @@ at start-up. `deployment_id` finds the deployment runs are created from (cached 
 
 from __future__ import annotations
 
+import asyncio
 from uuid import UUID
 
 from prefect import get_client
@@ -26,6 +27,10 @@ from deployments.sync import (
     remove_workflow,
     sync_workflow,
 )
+
+PREFECT_TIMEOUT_SECONDS = 10.0
+"""How long a change waits for Prefect to sync its deployment: the change's transaction is open
+meanwhile (on SQLite it holds the write lock), so a hung Prefect answers 503, not never."""
 
 SERVICE_ENTRYPOINT = "api.entrypoint.workflow_flow"
 """What Prefect's own workers load for the service's deployments (`api/entrypoint.py`: the
@@ -55,7 +60,7 @@ async def workflow_changed(service: Service, row: Workflow, version: WorkflowVer
     except SyncError as exc:
         raise Problem(422, "Unprocessable request", str(exc), slug="invalid-definition") from None
     except Exception as exc:
-        if is_transport_error(exc):
+        if is_transport_error(exc) or isinstance(exc, TimeoutError):
             raise PrefectUnavailableProblem(exc) from None
         raise
     _deployment_ids[(row.tenant_id, row.id)] = deployment
@@ -65,10 +70,10 @@ async def workflow_removed(service: Service, tenant_id: str, workflow_id: str) -
     """Delete the workflow's deployment (its scheduled runs go with it)."""
     _deployment_ids.pop((tenant_id, workflow_id), None)
     try:
-        async with get_client() as client:
+        async with asyncio.timeout(PREFECT_TIMEOUT_SECONDS), get_client() as client:
             await remove_workflow(client, tenant_id, workflow_id)
     except Exception as exc:
-        if is_transport_error(exc):
+        if is_transport_error(exc) or isinstance(exc, TimeoutError):
             raise PrefectUnavailableProblem(exc) from None
         raise
 

@@ -10,12 +10,14 @@ into the request body. Never a stack trace, never a secret.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from interpreter.definition.problems import Problem as DefinitionProblem
@@ -119,6 +121,19 @@ class ForbiddenProblem(Problem):
         super().__init__(403, "Forbidden", detail, slug="forbidden")
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the app documents for this request's path (FastAPI's 405 names only the
+    methods of the first route whose path matched)."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 def pointer(location: Sequence[str | int]) -> str:
     """A JSON Pointer (RFC 6901) for a pydantic error location inside the body."""
     parts = [str(p).replace("~", "~0").replace("/", "~1") for p in location]
@@ -164,7 +179,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         titles = {400: "Bad request", 404: "Not found", 405: "Method not allowed"}
+        slugs = {400: "bad-json", 404: "not-found", 405: "method-not-allowed"}
         title = titles.get(exc.status_code, "Error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path (FastAPI names only one route's)
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         detail = (
             f"no route {request.url.path}"
             if exc.status_code == 404
@@ -174,16 +193,21 @@ def install_problem_handlers(app: FastAPI) -> None:
             if exc.status_code == 400
             else str(exc.detail)
         )
-        problem = Problem(
-            exc.status_code, title, detail, slug=title.lower().replace(" ", "-"),
-            headers=dict(exc.headers or {}),
-        )  # fmt: skip
-        return problem.response()
+        slug = slugs.get(exc.status_code, "error")
+        return Problem(exc.status_code, title, detail, slug=slug, headers=headers).response()
 
     @app.exception_handler(RecursionError)
     async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
         detail = "the request body is nested too deeply"
         return Problem(400, "Bad request", detail, slug="too-deep").response()
+
+    @app.exception_handler(OperationalError)
+    async def _busy(request: Request, exc: OperationalError) -> JSONResponse:
+        if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
+            return await _unexpected(request, exc)
+        detail = "the database is busy with another change; try again"
+        busy = Problem(503, "Busy", detail, slug="busy", headers={"Retry-After": "1"})
+        return busy.response()
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -201,7 +225,7 @@ _STATUS_TEXT = {
     409: "The resource's state does not allow this.",
     413: "The request body is larger than ALTLAS_API_MAX_BODY_BYTES.",
     422: "The request is invalid; `errors` point into the body.",
-    503: "A part the service needs (Prefect, the database) did not answer.",
+    503: "A part the service needs (Prefect, the database) did not answer, or is busy.",
 }
 
 

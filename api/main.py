@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from api.auth import RequireBearer
 from api.commands import build_bus
 from api.deployment_sync import prepare_prefect, reconcile_all
 from api.dispatcher import Dispatcher
@@ -77,6 +78,7 @@ def create_app(
     install_problem_handlers(app)
     for module in (tenants, workflows, runs, secrets, pieces, health):
         app.include_router(module.router)
+    app.add_middleware(RequireBearer)  # inside the body limit: 413 comes first, then 401
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     _add_problem_schema(app)
     return app
@@ -101,6 +103,14 @@ def _add_problem_schema(app: FastAPI) -> None:
             components["Problem"] = problem
             for name in ("HTTPValidationError", "ValidationError"):
                 components.pop(name, None)
+            schema["components"]["securitySchemes"] = {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A tenant's API key; the operator key (ALTLAS_ADMIN_KEY) "
+                    "for /v1/tenants.",
+                }
+            }
             for path, operations in schema["paths"].items():
                 for method, operation in operations.items():
                     _document_problems(path, method, operation)
@@ -115,6 +125,7 @@ def _document_problems(path: str, method: str, operation: dict[str, Any]) -> Non
     wanted: set[int] = {int(code) for code in responses if code.startswith(("4", "5"))}
     if path.startswith("/v1/"):
         wanted.add(401)
+        operation["security"] = [{"bearer": []}]
     if "requestBody" in operation or method in ("post", "put", "delete"):
         wanted |= {413} | ({400, 422} if "requestBody" in operation else set())
     if operation.get("parameters"):

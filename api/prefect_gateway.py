@@ -7,6 +7,7 @@ store keeps the rest.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,9 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.flow_runs import resume_flow_run
 from prefect.states import Cancelled, Cancelling, Scheduled
 from prefect.utilities.urls import url_for
+
+CALL_TIMEOUT_SECONDS = 10.0
+"""How long a command waits for Prefect before it answers 503 (its transaction is open)."""
 
 
 class PrefectGateway:
@@ -62,7 +66,7 @@ class PrefectGateway:
     async def cancel(self, flow_run_id: str) -> None:
         """Ask Prefect to cancel a flow run: one not started yet is cancelled at once; a running
         one moves to Cancelling and its engine stops it."""
-        async with get_client() as client:
+        async with asyncio.timeout(CALL_TIMEOUT_SECONDS), get_client() as client:
             flow_run = await client.read_flow_run(UUID(flow_run_id))
             state_type = flow_run.state.type if flow_run.state else None
             not_started = state_type in (StateType.SCHEDULED, StateType.PENDING, None)
@@ -73,7 +77,8 @@ class PrefectGateway:
         """Resume a paused flow run (with the approver's input for `core.approval`)."""
         resumed = resume_flow_run(UUID(flow_run_id), run_input=run_input)
         if resumed is not None:  # Prefect's sync/async dual: a coroutine here
-            await resumed
+            async with asyncio.timeout(CALL_TIMEOUT_SECONDS):
+                await resumed
 
     async def states(self, flow_run_ids: Sequence[str]) -> dict[str, StateType | None]:
         """The current state type of each flow run (one request)."""
@@ -95,5 +100,6 @@ class PrefectGateway:
 
 
 def is_transport_error(exc: BaseException) -> bool:
-    """Whether Prefect could not be reached (as opposed to refusing a request)."""
-    return isinstance(exc, httpx.TransportError | OSError)
+    """Whether Prefect could not be reached or did not answer in time (as opposed to refusing
+    a request)."""
+    return isinstance(exc, httpx.TransportError | OSError | TimeoutError)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import ServiceDep
 
 router = APIRouter(tags=["health"])
+
+READY_TIMEOUT_SECONDS = 3.0
+"""A part that has not answered by then is not ready (a hung Prefect must not hang /readyz)."""
 
 
 @router.get("/healthz", operation_id="healthz")
@@ -26,7 +31,7 @@ async def readyz(service: ServiceDep) -> JSONResponse:
     checks: dict[str, str] = {}
     for part, check in (("database", service.database.ping), ("prefect", service.prefect.ready)):
         try:
-            await check()
+            await asyncio.wait_for(check(), timeout=READY_TIMEOUT_SECONDS)
             checks[part] = "ok"
         except Exception as exc:  # any failure means "not ready"; the body says which part
             checks[part] = f"failing: {type(exc).__name__}"

@@ -41,9 +41,12 @@ async def list_secrets(session: SessionDep, caller: TenantDep, page: PageDep) ->
 
 
 @router.delete(
-    "/{name}", status_code=204, operation_id="deleteSecret", responses=problem_responses(401, 404)
+    "/{name}",
+    status_code=204,
+    operation_id="deleteSecret",
+    responses=problem_responses(401, 404, 422),
 )
-async def delete_secret(name: str, bus: BusDep, caller: TenantDep) -> Response:
+async def delete_secret(name: SecretName, bus: BusDep, caller: TenantDep) -> Response:
     """Delete a secret; runs that need it fail from then on with `SecretNotFound`."""
     await bus.dispatch(DeleteSecret(tenant_id=caller.tenant, name=name), caller)
     return Response(status_code=204)

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Path, Response
 
 from api.commands.tenants import CreateApiKey, CreateTenant, IssuedKey, RevokeApiKey
 from api.deps import BusDep, OperatorDep
 from api.errors import problem_responses
-from api.schemas.tenants import ApiKeyCreate, ApiKeyCreated, TenantCreate, TenantCreated
+from api.schemas.tenants import (
+    TENANT_ID_PATTERN,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    TenantCreate,
+    TenantCreated,
+)
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
+
+TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN, description="The tenant's id.")]
 
 
 @router.post(
@@ -33,7 +41,7 @@ async def create_tenant(body: TenantCreate, bus: BusDep, caller: OperatorDep) ->
     responses=problem_responses(401, 403, 404, 413, 422),
 )
 async def create_api_key(
-    tenant: str,
+    tenant: TenantId,
     bus: BusDep,
     caller: OperatorDep,
     body: Annotated[ApiKeyCreate, Body(default_factory=ApiKeyCreate)],
@@ -47,9 +55,11 @@ async def create_api_key(
     "/{tenant}/keys/{key_id}",
     status_code=204,
     operation_id="revokeApiKey",
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 422),
 )
-async def revoke_api_key(tenant: str, key_id: str, bus: BusDep, caller: OperatorDep) -> Response:
+async def revoke_api_key(
+    tenant: TenantId, key_id: str, bus: BusDep, caller: OperatorDep
+) -> Response:
     """Revoke an API key: it answers 401 from now on."""
     await bus.dispatch(RevokeApiKey(for_tenant=tenant, key_id=key_id), caller)
     return Response(status_code=204)

@@ -19,7 +19,7 @@ from api.deps import BusDep, PageDep, ServiceDep, SessionDep, TenantDep
 from api.errors import problem_responses
 from api.queries import runs as run_queries
 from api.queries import workflows as queries
-from api.schemas.common import Page, ProblemItem
+from api.schemas.common import MAX_VERSION, Page, ProblemItem, Rfc3339
 from api.schemas.runs import RunPublic, RunStart, WorkflowStatsPublic
 from api.schemas.workflows import (
     ValidationResult,
@@ -150,7 +150,7 @@ async def list_versions(
 )
 async def get_version(
     workflow_id: WorkflowId,
-    version: Annotated[int, Path(ge=1)],
+    version: Annotated[int, Path(ge=1, le=MAX_VERSION)],
     session: SessionDep,
     service: ServiceDep,
     caller: TenantDep,
@@ -237,12 +237,12 @@ async def workflow_stats(
     workflow_id: WorkflowId,
     session: SessionDep,
     caller: TenantDep,
-    since: Annotated[datetime | None, Query(description="RFC 3339; default 7 days ago.")] = None,
+    since: Annotated[
+        Rfc3339 | None, Query(description="RFC 3339 with an offset; default 7 days ago.")
+    ] = None,
 ) -> WorkflowStatsPublic:
     """Runs since `since` by state; durations of the finished ones; success rate."""
     start = since or datetime.now(UTC) - timedelta(days=7)
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
     return await run_queries.workflow_stats(
         session, tenant_id=caller.tenant, workflow_id=workflow_id, since=start
     )

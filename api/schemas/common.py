@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -33,6 +35,32 @@ class ProblemBody(BaseModel):
     status: int
     detail: str
     errors: list[ProblemItem] | None = None
+
+
+MAX_VERSION = 2**31 - 1
+"""Versions are 32-bit integers in the store: a larger number names no version."""
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: Any) -> Any:
+    """An RFC 3339 date-time with its offset, as an aware datetime in UTC; nothing else."""
+    if isinstance(value, datetime):
+        text = value.isoformat()
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise ValueError("give a date-time as RFC 3339 text, e.g. 2026-12-01T09:00:00Z")
+    if not _RFC3339.match(text):
+        raise ValueError("not an RFC 3339 date-time with an offset, e.g. 2026-12-01T09:00:00Z")
+    try:
+        return datetime.fromisoformat(text.replace("z", "Z")).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError("this date-time does not exist in UTC") from None
+
+
+Rfc3339 = Annotated[datetime, BeforeValidator(_rfc3339)]
+"""A time as the API takes it: RFC 3339 with an offset, held in UTC."""
 
 
 class RequestModel(BaseModel):

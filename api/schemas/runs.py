@@ -5,15 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
-from api.schemas.common import RequestModel
+from api.schemas.common import MAX_VERSION, RequestModel, Rfc3339
 
 
 class RunStart(RequestModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
-    version: int | None = Field(default=None, ge=1, description="Default: the current version.")
-    scheduled_at: AwareDatetime | None = Field(
+    version: int | None = Field(
+        default=None, ge=1, le=MAX_VERSION, description="Default: the current version."
+    )
+    scheduled_at: Rfc3339 | None = Field(
         default=None, description="Start no earlier than this time (RFC 3339, with an offset)."
     )
 

@@ -170,7 +170,8 @@ def _ordered(problems: list[Problem]) -> list[Problem]:
 
     def key(problem: Problem) -> tuple[tuple[int, int | str], ...]:
         parts = problem.path.split("/")[1:]
-        return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
+        # isascii: "²" and "③" are digits to str.isdigit, not to int().
+        return tuple((0, int(p)) if p.isascii() and p.isdigit() else (1, p) for p in parts)
 
     unique = list(dict.fromkeys(problems))
     return sorted(unique, key=key)

@@ -39,11 +39,13 @@ def test_every_operation_of_the_spec_and_every_error_documented() -> None:
     }
     assert operations.keys() >= SPEC_OPERATIONS, SPEC_OPERATIONS - operations.keys()
     assert "Problem" in document["components"]["schemas"]
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     for operation_id, operation in operations.items():
         if operation_id in ("healthz", "readyz"):
             continue
         errors = {code: r for code, r in operation["responses"].items() if code >= "400"}
         assert "401" in errors, operation_id
+        assert operation["security"] == [{"bearer": []}], operation_id
         for code, response in errors.items():
             schema = response["content"]["application/problem+json"]["schema"]
             assert schema == {"$ref": "#/components/schemas/Problem"}, (operation_id, code)

@@ -256,3 +256,38 @@ def test_deep_nesting_is_a_clear_error(live_service: LiveService) -> None:
     )
     assert answer.status_code in (400, 422), answer.text
     problem_of(answer)
+
+
+def test_edge_cases_a_fuzzer_found_are_clear_errors(live_service: LiveService) -> None:
+    _, client = live_service.tenant()
+    # A key that Unicode calls a digit but int() does not ("²") is a problem, not a 500.
+    checked = client.post("/v1/workflows/validate", json={"²": 1})
+    assert checked.status_code == 200, checked.text
+    assert checked.json()["valid"] is False
+    workflow_id = unique("edge")
+    assert client.post("/v1/workflows", json=hooked(workflow_id)).status_code == 201
+    huge = str(2**63)
+    assert problem_of(client.get(f"/v1/workflows/{workflow_id}/versions/{huge}"))["status"] == 422
+    runs = f"/v1/workflows/{workflow_id}/runs"
+    assert problem_of(client.post(runs, json={"version": 2**63}))["status"] == 422
+    for since in ("0", "2024-01-01", "2024-01-01T00:00:00", "0001-01-01T00:00:00+14:00"):
+        stats = client.get(f"/v1/workflows/{workflow_id}/stats", params={"since": since})
+        assert problem_of(stats)["status"] == 422, since
+    fine = client.get(
+        f"/v1/workflows/{workflow_id}/stats", params={"since": "2024-01-01T00:00:00Z"}
+    )
+    assert fine.status_code == 200
+    for scheduled_at in (0, "2024-01-01", "9999-12-31T23:59:59-14:00"):
+        refused = client.post(runs, json={"scheduled_at": scheduled_at})
+        assert problem_of(refused)["errors"][0]["path"] == "/scheduled_at", scheduled_at
+    # 405 names every method of the path.
+    allow = client.get("/v1/secrets/abc").headers["allow"]
+    assert {"PUT", "DELETE"} <= {m.strip() for m in allow.split(",")}
+    assert problem_of(client.delete("/v1/secrets/Bad-Name"))["status"] == 422
+    # No key is 401 before the body is even parsed.
+    anonymous = client.as_key(None).post(
+        "/v1/workflows/validate", content=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert problem_of(anonymous)["status"] == 401
+    assert problem_of(client.post("/v1/workflows", content=b"{", headers={
+        "Content-Type": "application/json"}))["type"] == "/problems/bad-json"  # fmt: skip
