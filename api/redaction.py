@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import time
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from api.store.crypto import SecretBox, SecretDecryptionError
 from api.store.database import Database
 from api.store.secrets import all_secret_ciphertexts
@@ -30,13 +32,19 @@ class TenantRedactors:
         self._ttl = ttl
         self._cache: dict[str, tuple[float, Redactor]] = {}
 
-    async def get(self, tenant_id: str) -> Redactor:
+    async def get(self, tenant_id: str, session: AsyncSession | None = None) -> Redactor:
+        """The tenant's redactor; read with the caller's `session` when it has one (a request
+        that holds a connection must not wait for a second one: at as many concurrent
+        requests as the pool has connections, none would get it)."""
         found = self._cache.get(tenant_id)
         now = time.monotonic()
         if found is not None and now - found[0] < self._ttl:
             return found[1]
-        async with self._database.session() as session:
+        if session is not None:
             ciphertexts = await all_secret_ciphertexts(session, tenant_id=tenant_id)
+        else:
+            async with self._database.session() as own:
+                ciphertexts = await all_secret_ciphertexts(own, tenant_id=tenant_id)
         redactor = Redactor()
         for name, ciphertext in ciphertexts.items():
             try:

@@ -21,8 +21,8 @@ from api.store.models import Run, RunState
 from api.store.workflows import get_workflow
 
 
-async def present_run(service: Service, run: Run) -> RunPublic:
-    redactor = await service.redactors.get(run.tenant_id)
+async def present_run(service: Service, run: Run, session: AsyncSession | None = None) -> RunPublic:
+    redactor = await service.redactors.get(run.tenant_id, session)
     return run_public(run, redactor, service.prefect.ui_url(run.flow_run_id))
 
 
@@ -32,7 +32,7 @@ async def get_run(
     run = await store.get_run(session, tenant_id=tenant_id, run_id=run_id)
     if run is None:
         raise NotFoundProblem(f"run {run_id!r}")
-    return await present_run(service, run)
+    return await present_run(service, run, session)
 
 
 async def list_runs(
@@ -55,7 +55,7 @@ async def list_runs(
         limit=limit,
         offset=offset,
     )
-    redactor = await service.redactors.get(tenant_id)
+    redactor = await service.redactors.get(tenant_id, session)
     data = [run_public(row, redactor, service.prefect.ui_url(row.flow_run_id)) for row in rows]
     return Page[RunPublic](data=data, count=total)
 
@@ -72,7 +72,7 @@ async def list_run_nodes(
     if await store.get_run(session, tenant_id=tenant_id, run_id=run_id) is None:
         raise NotFoundProblem(f"run {run_id!r}")
     nodes = await store.list_node_runs(session, tenant_id=tenant_id, run_id=run_id)
-    redactor = await service.redactors.get(tenant_id)
+    redactor = await service.redactors.get(tenant_id, session)
     page = [node_public(n, redactor) for n in nodes[offset : offset + limit]]
     return Page[NodeRunPublic](data=page, count=len(nodes))
 
