@@ -46,23 +46,28 @@ AuthorizationHeader = Annotated[
 
 
 async def tenant_principal(
-    service: ServiceDep, session: SessionDep, authorization: AuthorizationHeader = None
+    service: ServiceDep, authorization: AuthorizationHeader = None
 ) -> Principal:
-    return await authenticate_tenant(session, authorization, server_keys=service.server_keys)
+    # A session of its own, closed before the route runs: a command opens its own transaction,
+    # and a request holding a connection while it waits for a second one deadlocks the pool
+    # once as many requests run at once as the pool has connections.
+    async with service.database.session() as session:
+        return await authenticate_tenant(session, authorization, server_keys=service.server_keys)
 
 
 TenantDep = Annotated[Principal, Depends(tenant_principal)]
 
 
 async def operator_principal(
-    service: ServiceDep, session: SessionDep, authorization: AuthorizationHeader = None
+    service: ServiceDep, authorization: AuthorizationHeader = None
 ) -> Principal:
-    return await authenticate_operator(
-        session,
-        authorization,
-        admin_key=service.settings.admin_key,
-        server_keys=service.server_keys,
-    )
+    async with service.database.session() as session:  # closed before the route runs
+        return await authenticate_operator(
+            session,
+            authorization,
+            admin_key=service.settings.admin_key,
+            server_keys=service.server_keys,
+        )
 
 
 OperatorDep = Annotated[Principal, Depends(operator_principal)]
