@@ -14,9 +14,9 @@ API, the worker and the Prefect server; the benchmark is the client.
    `GET /healthz` (no authentication, no database) at the same concurrency: the difference is
    what authentication, the queries and the serialisation cost. The three endpoints alternate
    in rounds, so a slow phase of the machine affects them alike. A cell whose requests fail
-   (at 16 the store's connection pool can run dry, docs/performance.md) is reported as failed
-   with its first failure, and not measured again. **Target: getRun p50 <= 5 ms at
-   concurrency 1.**
+   (before the redactor read with the request's session, the store's connection pool ran dry
+   at 16) is reported as failed with its first failure, and not measured again. **Target:
+   getRun p50 <= 5 ms at concurrency 1.**
 2. **Runs**: `RUNS` runs of the workflow through `startRun`, one after another, each timed from
    the moment the request is sent: when the worker committed the run's `running` and
    `completed` states to the store (what getRun shows from then on), the run's `started_at` /
