@@ -43,7 +43,7 @@ from api.store.migrate import head_revision, upgrade_sync
 from api.store.models import RunState
 from api.store.runs import get_run
 from api.store.tenants import get_tenant
-from deployments.cli import EXAMPLES, cmd_down, own_command, stop_components
+from deployments.cli import EXAMPLES, cmd_down, data_home, own_command, stop_components
 from deployments.local import Component, LocalServer, PortTaken, ServerProcess
 from interpreter.definition.parameters import prepare_parameters
 from interpreter.definition.problems import ParameterError
@@ -160,7 +160,7 @@ def operator_key(home: Path) -> str:
 
 def cmd_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Start the engine on this machine (see the module docstring)."""
-    home = Path(os.environ.get("ALTLAS_HOME", ".altlas")).resolve()
+    home = data_home()
     home.mkdir(parents=True, exist_ok=True)
     settings = ApiSettings(home=home, api_port=args.api_port)
     server = LocalServer(home=home, port=args.port)
@@ -295,7 +295,7 @@ def _record(home: Path, processes: Sequence[ServiceProcess]) -> None:
 def cmd_down_all(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Stop the worker and the API `up` recorded (checking each is still that process), then
     the Prefect server answering on the port."""
-    home = Path(os.environ.get("ALTLAS_HOME", ".altlas")).resolve()
+    home = data_home()
     record = home / SERVICE_RECORD
     for row in reversed(_recorded(home)):
         found = ServerProcess.of(int(row["pid"]))

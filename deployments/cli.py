@@ -34,7 +34,7 @@ def stop_components(components: Sequence[Component]) -> None:
 
 def cmd_down(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Stop the Prefect server answering on the port, if it is one; say what was stopped."""
-    home = _home()
+    home = data_home()
     for line in remove_stale_records(home):
         out.write(f"{line}\n")
     try:
@@ -70,6 +70,6 @@ def own_command() -> str:
     return f"{shlex.quote(sys.executable)} -m api.console"
 
 
-def _home() -> Path:
+def data_home() -> Path:
     """Where the embedded default keeps its data: `ALTLAS_HOME`, default `./.altlas`."""
     return Path(os.environ.get("ALTLAS_HOME", ".altlas")).resolve()
