@@ -31,6 +31,11 @@ class Principal:
         return cls(tenant_id=None, key_id=None, operator=True)
 
     @classmethod
+    def webhook(cls, tenant_id: str) -> Principal:
+        """A signed webhook delivery to one of the tenant's triggers (no key)."""
+        return cls(tenant_id=tenant_id, key_id=None)
+
+    @classmethod
     def acting_for(cls, tenant_id: str) -> Principal:
         """The operator acting inside one tenant (the command line on the server)."""
         return cls(tenant_id=tenant_id, key_id=None, operator=True)

@@ -30,6 +30,7 @@ from api.store import runs as store
 from api.store.models import Run, RunState
 from api.store.workflows import get_workflow, get_workflow_version
 from interpreter.run.launch import run_tags
+from pieces.triggers.event import trigger_scope
 
 _log = logging.getLogger("altlas.api.dispatcher")
 
@@ -123,7 +124,7 @@ class Dispatcher:
         redactor = await service.redactors.get(run.tenant_id)
         parameters: dict[str, Any] = {
             "parameters": redactor.value(run.parameters),
-            "trigger": _trigger(run),
+            "trigger": redactor.value(_trigger(run)),
             "run_id": run.id,
         }
         if run.version != workflow.current_version:  # the deployment pins the current one
@@ -172,11 +173,13 @@ class Dispatcher:
 
 
 def _trigger(run: Run) -> dict[str, Any]:
-    """The `trigger` template scope of a run started by the service."""
-    return {
-        "type": run.trigger_type.value,
-        "id": run.trigger_id,
-        "payload": {},
-        "headers": {},
-        "received_at": run.created_at.isoformat(),
-    }
+    """The `trigger` a run's flow run shows in Prefect: its event as received, without the raw
+    body (the payload shows it parsed; the engine reads the whole event from the store)."""
+    if run.trigger_event is not None:
+        return {**run.trigger_event, "body": None}
+    return trigger_scope(
+        trigger_type=run.trigger_type.value,
+        trigger_id=run.trigger_id,
+        payload={},
+        received_at=run.created_at,
+    )

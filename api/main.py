@@ -24,7 +24,7 @@ from api.dispatcher import Dispatcher
 from api.errors import install_problem_handlers, problem_responses
 from api.follower import RunFollower
 from api.limits import BodyLimit
-from api.routes import health, pieces, runs, secrets, tenants, workflows
+from api.routes import health, hooks, pieces, runs, secrets, tenants, workflows
 from api.schemas.common import ProblemBody
 from api.service import Service
 from api.settings import ApiSettings, get_api_settings
@@ -76,7 +76,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_problem_handlers(app)
-    for module in (tenants, workflows, runs, secrets, pieces, health):
+    for module in (tenants, workflows, runs, secrets, hooks, pieces, health):
         app.include_router(module.router)
     app.add_middleware(RequireBearer)  # inside the body limit: 413 comes first, then 401
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)

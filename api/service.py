@@ -2,7 +2,8 @@
 `Service.create(settings)`.
 
 One `Service` per process: the settings, the database, the secret box (tenant secrets at rest),
-the server keys (API key hashes), the piece registry and the Prefect gateway. The command bus
+the server keys (API key hashes), the piece registry, the Prefect gateway, and the caches
+of each tenant's secret values (`redactors`) and enabled triggers (`triggers`). The command bus
 (`api.commands.build_bus`) is built on top of it.
 """
 
@@ -16,6 +17,7 @@ from api.redaction import TenantRedactors
 from api.settings import ApiSettings
 from api.store.crypto import SecretBox, server_keys
 from api.store.database import Database
+from api.triggers import TriggerMap
 from deployments.runner import WorkerSettings
 from pieces.registry import PieceRegistry, default_registry
 
@@ -40,6 +42,9 @@ class Service:
 
     def __post_init__(self) -> None:
         self.redactors = TenantRedactors(self.database, self.box)
+        self.triggers = TriggerMap(
+            self.database, self.box, self.registry, ttl=self.settings.trigger_cache_seconds
+        )
 
     @classmethod
     def create(cls, settings: ApiSettings, *, work_pool: str | None = None) -> Service:

@@ -93,6 +93,15 @@ class ApiSettings(BaseSettings):
             "value is stored as `{truncated, bytes, preview}`."
         ),
     )
+    trigger_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description=(
+            "How long an API process keeps a workflow's triggers (and a webhook's signing "
+            "secret) in memory. A change made through this process applies at once; one made "
+            "through another API process is seen within this many seconds (0: read every time)."
+        ),
+    )
     api_host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port the API listens on.")
     public_url: str | None = Field(

@@ -247,6 +247,7 @@ def _schedule_trigger(trigger_id: str) -> dict[str, Any]:
         "id": trigger_id,
         "payload": {},
         "headers": {},
+        "body": None,
         "received_at": None,
     }
 

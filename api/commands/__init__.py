@@ -5,13 +5,14 @@
 - `workflows`: CreateWorkflow, UpdateWorkflow, SetWorkflowEnabled, DeleteWorkflow.
 - `secrets`: PutSecret, DeleteSecret.
 - `runs`: StartRun, CancelRun, PauseRun, ResumeRun.
+- `hooks`: DeliverWebhook (a signed delivery to a webhook trigger).
 
 `build_bus(service)` wires every command to its handler.
 """
 
 from __future__ import annotations
 
-from api.commands import runs, secrets, tenants, workflows
+from api.commands import hooks, runs, secrets, tenants, workflows
 from api.commands.bus import Command, CommandBus, Handler
 from api.service import Service
 
@@ -30,6 +31,7 @@ HANDLERS: dict[type[Command], Handler] = {
     runs.CancelRun: runs.cancel_run,
     runs.PauseRun: runs.pause_run,
     runs.ResumeRun: runs.resume_run,
+    hooks.DeliverWebhook: hooks.deliver_webhook,
 }
 
 

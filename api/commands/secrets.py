@@ -37,7 +37,7 @@ async def put_secret(command: PutSecret, context: CommandContext) -> None:
         name=command.name,
         ciphertext=context.service.box.encrypt(command.value),
     )
-    context.service.redactors.forget(command.tenant_id)
+    _forget_secrets(context, command.tenant_id)
 
 
 async def delete_secret(command: DeleteSecret, context: CommandContext) -> None:
@@ -46,4 +46,16 @@ async def delete_secret(command: DeleteSecret, context: CommandContext) -> None:
     )
     if not deleted:
         raise NotFoundProblem(f"secret {command.name!r}")
-    context.service.redactors.forget(command.tenant_id)
+    _forget_secrets(context, command.tenant_id)
+
+
+def _forget_secrets(context: CommandContext, tenant_id: str) -> None:
+    """Once committed, this process's caches of the tenant's secret values go (another
+    process's within their time to live), so no request re-reads the old value meanwhile."""
+    service = context.service
+
+    def forget() -> None:
+        service.redactors.forget(tenant_id)
+        service.triggers.forget(tenant_id)
+
+    context.after_commit(forget)

@@ -123,6 +123,7 @@ async def create_workflow(command: CreateWorkflow, context: CommandContext) -> W
             slug="workflow-exists",
         ) from None
     await workflow_changed(context.service, row, version)
+    _forget_triggers(context, command.tenant_id, row.id)
     return _public(context, row, version)
 
 
@@ -135,6 +136,7 @@ async def update_workflow(command: UpdateWorkflow, context: CommandContext) -> W
     )
     if created:
         await workflow_changed(context.service, row, version)
+        _forget_triggers(context, command.tenant_id, command.workflow_id)
     return _public(context, row, version)
 
 
@@ -151,6 +153,7 @@ async def set_enabled(command: SetWorkflowEnabled, context: CommandContext) -> W
     if row is None or found is None:
         raise NotFoundProblem(f"workflow {command.workflow_id!r}")
     await workflow_changed(context.service, found[0], found[1])
+    _forget_triggers(context, command.tenant_id, command.workflow_id)
     return _public(context, found[0], found[1])
 
 
@@ -169,3 +172,11 @@ async def delete_workflow(command: DeleteWorkflow, context: CommandContext) -> N
         error={"type": "Cancelled", "message": "its workflow was deleted before it started"},
     )
     await workflow_removed(context.service, command.tenant_id, command.workflow_id)
+    _forget_triggers(context, command.tenant_id, command.workflow_id)
+
+
+def _forget_triggers(context: CommandContext, tenant_id: str, workflow_id: str) -> None:
+    """Once committed, this process stops serving the workflow's old triggers (another API
+    process within `ALTLAS_TRIGGER_CACHE_SECONDS`)."""
+    triggers = context.service.triggers
+    context.after_commit(lambda: triggers.forget(tenant_id, workflow_id))

@@ -4,6 +4,7 @@
 - `workflows`: stored workflows, versions, validation, starting runs, statistics.
 - `runs`: reading runs and their nodes; cancel, pause, resume.
 - `secrets`: a tenant's secrets.
+- `hooks`: webhook deliveries (signed by the sender; no API key).
 - `pieces`: the catalogue.
 - `health`: `/healthz` and `/readyz`.
 """

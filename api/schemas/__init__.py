@@ -8,5 +8,6 @@ form `{data, count}` (`common.Page`), as `../shared/spec/rest-api.md` names them
 - `workflows`: stored workflows, their versions and triggers, validation results.
 - `runs`: starting runs, `Run`, `NodeRun`, resume input, workflow statistics.
 - `secrets`: secret values in, secret names out.
+- `hooks`: what a webhook delivery is answered.
 - `pieces`: the pieces catalogue.
 """

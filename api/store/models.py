@@ -327,6 +327,9 @@ class Run(Base):
     trigger_type: Mapped[TriggerType] = mapped_column(StrEnumType(TriggerType))
     trigger_id: Mapped[str | None] = mapped_column(String(255))
     parameters: Mapped[dict[str, Any]] = mapped_column(json_column(), default=_empty_dict)
+    # The `trigger` template scope of the event that started the run (a webhook's payload,
+    # headers and body), as received; None for runs started over REST.
+    trigger_event: Mapped[dict[str, Any] | None] = mapped_column(json_column())
     output: Mapped[Any | None] = mapped_column(json_column())
     error: Mapped[Any | None] = mapped_column(json_column())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

@@ -9,7 +9,7 @@ Main entry: `store_run_services(database, box, registry, record_max_bytes=...)`,
   node rows (`node_runs`), keyed by the run id the service gave the run.
 - `StoreControl`: whether `pauseRun` asked a run to pause (its run row's flag).
 - `StorePolicies`: the tenant's settings as the engine's `TenantPolicy`.
-- `StoreInputs`: the parameters stored with a run.
+- `StoreInputs`: the parameters and event stored with a run; a record for a schedule's run.
 - `StoreLoop`: the one event loop on which the ports use their `Database`.
 
 Event loops: a worker executes each run on an event loop of its own (a thread per run, see
@@ -40,23 +40,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.store.crypto import SecretBox, SecretDecryptionError
 from api.store.database import Database, json_dumps
 from api.store.errors import NotFound
-from api.store.models import NodeRun, NodeStatus, Run, RunState
+from api.store.models import NodeRun, NodeStatus, Run, RunState, TriggerType
 from api.store.runs import (
     cap_record_value,
     get_run,
     pause_requested,
+    record_flow_run,
     update_run_state,
     upsert_node_run,
 )
 from api.store.secrets import get_secret_ciphertext
 from api.store.tenants import get_tenant
-from api.store.workflows import get_current_version, get_workflow_version
+from api.store.workflows import get_current_version, get_workflow, get_workflow_version
 from api.tenancy import TenantSettings
 from interpreter.run.resolvers import ResolvedWorkflow
 from interpreter.run.services import (
     NodeEvent,
     NodePhase,
+    OpenedRun,
     RunChange,
+    RunOpening,
     RunPhase,
     RunServices,
     TenantPolicy,
@@ -521,20 +524,54 @@ class StoreControl:
 
 
 class StoreInputs:
-    """`RunInputs`: the parameters stored with the run (the flow run's show pasted secret
-    values as `***`)."""
+    """`RunInputs`: a run the service started reads the parameters and event stored with it
+    (the flow run's show pasted secret values as `***`); a flow run of a stored workflow that
+    the service did not start (a schedule's, the Prefect UI's "Run") is recorded as a run of
+    its own, so that it shows in the run history like any other."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self._loop = StoreLoop.of(database)
 
-    async def parameters(self, tenant: str, run_id: str) -> dict[str, Any] | None:
-        async def read() -> dict[str, Any] | None:
+    async def open(self, tenant: str, opening: RunOpening) -> OpenedRun | None:
+        async def read() -> OpenedRun | None:
             async with self.database.session() as session:
-                run = await get_run(session, tenant_id=tenant, run_id=run_id)
-                return dict(run.parameters) if run is not None else None
+                if opening.run_id is not None:
+                    run = await get_run(session, tenant_id=tenant, run_id=opening.run_id)
+                    if run is None:
+                        return None
+                    return OpenedRun(run.id, dict(run.parameters), run.trigger_event)
+                workflow = await get_workflow(
+                    session, tenant_id=tenant, workflow_id=opening.workflow_id
+                )
+                if workflow is None:  # not the service's workflow (an ad-hoc deployment)
+                    return None
+                trigger = opening.trigger
+                run = await record_flow_run(
+                    session,
+                    tenant_id=tenant,
+                    workflow_id=opening.workflow_id,
+                    version=_stored_version(opening.version, workflow.current_version),
+                    flow_run_id=opening.flow_run_id,
+                    trigger_type=_trigger_type(trigger.get("type")),
+                    trigger_id=trigger.get("id"),
+                    trigger_event=trigger,
+                    parameters=opening.parameters,
+                    scheduled_at=opening.scheduled_at,
+                )
+                return OpenedRun(run.id)
 
         return await self._loop.call(read)
+
+
+def _stored_version(version: str, current: int) -> int:
+    """The stored version a deployment's run names (its pinned `version` parameter)."""
+    return int(version) if version.isdigit() and int(version) <= MAX_VERSION else current
+
+
+def _trigger_type(kind: Any) -> TriggerType:
+    """How a run the service did not start shows its trigger: a schedule's, else manual."""
+    return TriggerType.SCHEDULE if kind == TriggerType.SCHEDULE.value else TriggerType.MANUAL
 
 
 class StorePolicies:

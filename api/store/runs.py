@@ -57,12 +57,15 @@ async def create_run(
     trigger_type: TriggerType,
     trigger_id: str | None = None,
     parameters: Mapping[str, Any] | None = None,
+    trigger_event: Mapping[str, Any] | None = None,
     run_id: str | None = None,
     state: RunState = RunState.ACCEPTED,
     scheduled_at: datetime | None = None,
     created_at: datetime | None = None,
+    flow_run_id: str | None = None,
 ) -> Run:
-    """Record a new run (state `accepted` unless told otherwise) with the parameters as given."""
+    """Record a new run (state `accepted` unless told otherwise) with the parameters as given
+    and the event that started it (`trigger_event`, the runs' `trigger` scope)."""
     run = Run(
         id=run_id or new_run_id(),
         tenant_id=tenant_id,
@@ -72,13 +75,49 @@ async def create_run(
         trigger_type=trigger_type,
         trigger_id=trigger_id,
         parameters=dict(parameters or {}),
+        trigger_event=dict(trigger_event) if trigger_event is not None else None,
         created_at=created_at or utcnow(),
         scheduled_at=scheduled_at,
+        flow_run_id=flow_run_id,
         node_seq=0,
     )
     session.add(run)
     await session.flush()
     return run
+
+
+async def record_flow_run(
+    session: AsyncSession,
+    *,
+    tenant_id: str,
+    workflow_id: str,
+    version: int,
+    flow_run_id: str,
+    trigger_type: TriggerType,
+    trigger_id: str | None,
+    trigger_event: Mapping[str, Any] | None,
+    parameters: Mapping[str, Any] | None,
+    scheduled_at: datetime,
+) -> Run:
+    """The run of a flow run the service did not start (a deployment's schedule fired, someone
+    pressed "Run" in the Prefect UI): the one recorded for that flow run already (a rerun of
+    a crashed flow run), else a new `scheduled` one."""
+    existing = await get_run_by_flow_run(session, flow_run_id=flow_run_id)
+    if existing is not None:
+        return existing
+    return await create_run(
+        session,
+        tenant_id=tenant_id,
+        workflow_id=workflow_id,
+        version=version,
+        trigger_type=trigger_type,
+        trigger_id=trigger_id,
+        trigger_event=trigger_event,
+        parameters=parameters,
+        state=RunState.SCHEDULED,
+        scheduled_at=scheduled_at,
+        flow_run_id=flow_run_id,
+    )
 
 
 async def get_run(session: AsyncSession, *, tenant_id: str, run_id: str) -> Run | None:

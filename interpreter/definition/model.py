@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from interpreter.definition.graph import Graph
+from pieces.base import TriggerPiece
 from pieces.registry import PieceRegistry
 
 DEFAULT_RETRY_DELAY_SECONDS = 1.0
@@ -217,6 +218,22 @@ class Trigger:
     index: int
 
 
+def parse_triggers(document: dict[str, Any]) -> tuple[Trigger, ...]:
+    """The `triggers` of a valid document, in order (also without parsing the rest of it)."""
+    return tuple(
+        Trigger(
+            id=t["id"],
+            type=t["type"],
+            fields={k: v for k, v in t.items() if k not in TriggerPiece.COMMON_FIELDS},
+            parameters=t.get("parameters", {}),
+            filter=t.get("filter"),
+            dedupe_key=t.get("dedupe_key"),
+            index=index,
+        )
+        for index, t in enumerate(document.get("triggers", []))
+    )
+
+
 @dataclass(frozen=True)
 class Workflow:
     """A whole, valid workflow definition."""
@@ -253,26 +270,13 @@ class Workflow:
             tenant=tenant_defaults,
             pieces=piece_defaults(registry) if registry is not None else {},
         )
-        common = {"id", "type", "parameters", "filter", "dedupe_key"}
-        triggers = tuple(
-            Trigger(
-                id=t["id"],
-                type=t["type"],
-                fields={k: v for k, v in t.items() if k not in common},
-                parameters=t.get("parameters", {}),
-                filter=t.get("filter"),
-                dedupe_key=t.get("dedupe_key"),
-                index=index,
-            )
-            for index, t in enumerate(document.get("triggers", []))
-        )
         return cls(
             id=document["id"],
             name=document.get("name") or document["id"],
             description=document.get("description", ""),
             tags=tuple(document.get("tags", [])),
             parameters_schema=document.get("parameters"),
-            triggers=triggers,
+            triggers=parse_triggers(document),
             timeout_seconds=document.get("timeout_seconds"),
             concurrency_limit=document.get("concurrency", {}).get("limit"),
             plan=Plan.parse(document, defaults=defaults),

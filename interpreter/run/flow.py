@@ -19,6 +19,7 @@ import json
 import re
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -34,6 +35,7 @@ from prefect.exceptions import ObjectAlreadyExists
 from prefect.flows import Flow
 from prefect.states import Cancelled, Completed, Failed
 
+from interpreter.definition.events import EventMapping, EventMappingError
 from interpreter.definition.model import Workflow
 from interpreter.definition.parameters import prepare_parameters
 from interpreter.definition.problems import DefinitionError, ParameterError
@@ -48,6 +50,7 @@ from interpreter.run.scheduler import PlanRun
 from interpreter.run.secrets import Redactor, redacting
 from interpreter.run.services import (
     RunChange,
+    RunOpening,
     RunPhase,
     RunServices,
     TenantPolicy,
@@ -55,7 +58,8 @@ from interpreter.run.services import (
     using_services,
 )
 from interpreter.settings import get_engine_settings
-from pieces.base import PieceError, RunInfo
+from pieces.base import PieceError, RunInfo, TriggerStrategy
+from pieces.registry import PieceRegistry
 from pieces.settings import PieceSettings, get_piece_settings
 
 
@@ -137,8 +141,6 @@ async def workflow_flow(
         await services.recorder.run_changed(tenant, change)
         return Failed(message=message, data=RunOutcome(result, None))
 
-    if run_id is not None:  # the caller's own copy: secret values are not masked in it
-        parameters = await services.inputs.parameters(tenant, run_id) or parameters
     policy = await services.policies.policy(tenant)
     registry = services.registry
     if policy.allowed_pieces is not None:
@@ -149,6 +151,31 @@ async def workflow_flow(
         if problems:
             return await refused("InvalidDefinition", str(DefinitionError(problems)))
         workflow = Workflow.parse(definition, registry=registry, tenant_defaults=policy.defaults)
+    event = _event(trigger, info)
+    mapping_error = None
+    if parameters is None:
+        try:
+            parameters = _fired_parameters(workflow, registry, event, info)
+        except EventMappingError as exc:
+            mapping_error = f"trigger {event.get('id')!r}: {exc}"
+    opened = await services.inputs.open(
+        tenant,
+        RunOpening(
+            run_id=run_id,
+            flow_run_id=str(flow_run.id),
+            workflow_id=info.workflow_id,
+            version=version,
+            trigger=event,
+            parameters=parameters,
+            scheduled_at=datetime.fromisoformat(info.scheduled_at or info.started_at),
+        ),
+    )
+    if opened is not None:  # the caller's own copy: secret values are not masked in it
+        info = replace(info, id=opened.run_id)
+        parameters = opened.parameters if opened.parameters is not None else parameters
+        event = opened.trigger if opened.trigger is not None else event
+    if mapping_error is not None:
+        return await refused("InvalidParameters", mapping_error)
     try:
         params = prepare_parameters(workflow.parameters_schema, parameters)
     except ParameterError as exc:
@@ -158,7 +185,7 @@ async def workflow_flow(
     execution = Execution(
         workflow=workflow,
         parameters=params,
-        trigger=trigger or manual_trigger(),
+        trigger=event,
         run=info,
         services=services,
         redactor=redactor,
@@ -192,6 +219,39 @@ async def workflow_flow(
     # short process otherwise ends with "EventsWorker - Still processing items").
     register_exit_flush()
     return _final_state(outcome)
+
+
+def _event(trigger: dict[str, Any] | None, info: RunInfo) -> dict[str, Any]:
+    """The run's `trigger` scope: as given (a schedule's gets its fire time as `received_at`),
+    else a manual trigger."""
+    if trigger is None:
+        return manual_trigger()
+    if trigger.get("received_at") is None:
+        return {"body": None, **trigger, "received_at": info.scheduled_at}
+    return trigger
+
+
+def _fired_parameters(
+    workflow: Workflow, registry: PieceRegistry, event: dict[str, Any], info: RunInfo
+) -> dict[str, Any] | None:
+    """The parameters a trigger maps for a run its event started inside Prefect (a schedule:
+    only when it fires is `run.scheduled_at` known); None when the run is no such run.
+
+    Raises:
+        EventMappingError: a template of the trigger's `parameters` failed.
+    """
+    entry = next((t for t in workflow.triggers if t.id == event.get("id")), None)
+    if entry is None or entry.type != event.get("type"):
+        return None
+    if registry.trigger(entry.type).strategy is not TriggerStrategy.SCHEDULE:
+        return None
+    run_scope = {
+        "workflow_id": info.workflow_id,
+        "tenant": info.tenant,
+        "version": info.version,
+        "scheduled_at": info.scheduled_at,
+    }
+    return EventMapping(entry, {"trigger": event, "run": run_scope}).parameters()
 
 
 def _piece_settings(policy: TenantPolicy) -> PieceSettings:

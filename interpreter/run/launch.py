@@ -5,7 +5,6 @@ Used by `run_workflow` (a top-level ad-hoc run) and by `core.subworkflow` (a sub
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from prefect import State
@@ -15,6 +14,8 @@ from prefect.flows import Flow
 from prefect.logging import get_logger
 from prefect.states import Pending
 from prefect.utilities.urls import url_for
+
+from pieces.triggers.event import trigger_scope
 
 MANUAL_TRIGGER_TYPE = "manual"
 
@@ -26,13 +27,11 @@ def run_tags(*, tenant: str, workflow_id: str, version: str) -> list[str]:
 
 def manual_trigger(payload: Any = None) -> dict[str, Any]:
     """The `trigger` scope of a run started by hand or through the Python API."""
-    return {
-        "type": MANUAL_TRIGGER_TYPE,
-        "id": None,
-        "payload": payload if payload is not None else {},
-        "headers": {},
-        "received_at": datetime.now(UTC).isoformat(),
-    }
+    return trigger_scope(
+        trigger_type=MANUAL_TRIGGER_TYPE,
+        trigger_id=None,
+        payload=payload if payload is not None else {},
+    )
 
 
 async def call_flow(

@@ -9,8 +9,10 @@ many tenants with one set of services:
 - `RunRecorder`: what happened in a run (its state changes, and each node's start, failed
   attempts, end, skip or wait), with inputs and outputs already redacted;
 - `RunControl`: whether someone asked the run to pause before its next node starts;
-- `RunInputs`: the parameters a run was started with, as the caller stored them (the flow run's
-  own parameters show secret values a caller pasted as `***`);
+- `RunInputs`: the service's record of a run, opened as it starts: the parameters and event a
+  run was started with, as the service stored them (the flow run's own parameters show secret
+  values a caller pasted as `***`), or a new record for a run the service did not start (a
+  deployment's schedule, the Prefect UI's "Run");
 - `TenantPolicies`: what a tenant's settings say for its runs (`TenantPolicy`: the pieces it
   may use, additions to the HTTP allow-list, its layer of execution defaults).
 
@@ -143,18 +145,47 @@ class NoControl:
         return False
 
 
-class RunInputs(Protocol):
-    """The parameters the service stored for a run it started (by its run id)."""
+@dataclass(frozen=True)
+class RunOpening:
+    """A run as the engine starts it, before its parameters are checked."""
 
-    async def parameters(self, tenant: str, run_id: str) -> dict[str, Any] | None:
-        """The run's parameters as given; None when the caller stored none for it."""
+    run_id: str | None
+    """The id the caller gave (`workflow_flow`'s `run_id`); None for a run nobody gave one (a
+    deployment's schedule fired, someone pressed "Run" in the Prefect UI)."""
+    flow_run_id: str
+    workflow_id: str
+    version: str
+    trigger: dict[str, Any]
+    parameters: dict[str, Any] | None
+    scheduled_at: datetime
+
+
+@dataclass(frozen=True)
+class OpenedRun:
+    """The service's record of a run: its id there, and what it stored for it."""
+
+    run_id: str
+    parameters: dict[str, Any] | None = None
+    """The parameters as the caller gave them (None: the flow run's own)."""
+    trigger: dict[str, Any] | None = None
+    """The event that started it, as received (None: the flow run's own `trigger`)."""
+
+
+class RunInputs(Protocol):
+    """The service's record of each run, opened once as the run starts."""
+
+    async def open(self, tenant: str, opening: RunOpening) -> OpenedRun | None:
+        """For a run the service started (`opening.run_id` set): the parameters and event it
+        stored (the flow run's own show pasted secret values as `***`). For one it did not
+        start: a new record if the workflow is the service's (a schedule's run shows in its
+        run history), under a run id it returns. None: the service keeps no record of it."""
         ...
 
 
 class NoInputs:
-    """Ad-hoc runs: the flow run's own parameters are the run's."""
+    """Ad-hoc runs: nothing is recorded, the flow run's own parameters are the run's."""
 
-    async def parameters(self, tenant: str, run_id: str) -> dict[str, Any] | None:
+    async def open(self, tenant: str, opening: RunOpening) -> OpenedRun | None:
         return None
 
 

@@ -4,7 +4,8 @@ Each is a `pieces.base.TriggerPiece` whose `Config` validates a trigger entry's 
 plain functions beside them are what the API and the deployment sync call:
 
 - `pieces.triggers.schedule`: `next_fire_times`, `to_prefect_schedule`, `to_deployment_schedule`;
-- `pieces.triggers.webhook`: `verify_request` (verifiers per scheme in `signatures`);
+- `pieces.triggers.webhook`: `verify_request` (verifiers per scheme in `signatures`) and
+  `delivery_id` (the scheme's own id of a delivery, for deduplication);
 - `pieces.triggers.event`: `webhook_scope` / `trigger_scope`, the `trigger` template scope.
 """
 
@@ -22,7 +23,7 @@ from pieces.triggers.signatures import (
     WebhookSecretError,
     WebhookVerificationError,
 )
-from pieces.triggers.webhook import WebhookConfig, WebhookTrigger, verify_request
+from pieces.triggers.webhook import WebhookConfig, WebhookTrigger, delivery_id, verify_request
 
 __all__ = [
     "FailureReason",
@@ -35,6 +36,7 @@ __all__ = [
     "WebhookSecretError",
     "WebhookTrigger",
     "WebhookVerificationError",
+    "delivery_id",
     "next_fire_times",
     "to_deployment_schedule",
     "to_prefect_schedule",

@@ -1,10 +1,16 @@
 """The `trigger` template scope of a run: `trigger_scope`, and `webhook_scope` for a delivery.
 
 Templates see the event that started a run as `trigger`:
-`{"type", "id", "payload", "headers", "received_at"}`. For a webhook, `payload` is the body
-parsed by its content type (JSON, form fields, else text) and `headers` are the request headers
-with lower-case names, minus credentials (`Authorization`, `Proxy-Authorization`, `Cookie`),
-which must not end up in run records.
+`{"type", "id", "payload", "headers", "body", "received_at"}`. For a webhook (the REST contract's
+names):
+- `payload` is the parsed body: the JSON value for a JSON content type (`application/json`,
+  `application/*+json`), an object of the fields for a form-encoded body (a repeated field becomes
+  a list), `null` for any other content type;
+- `body` is the raw body as text (its declared charset, else UTF-8; invalid bytes replaced), for
+  text, XML or any format the payload does not parse;
+- `headers` are the request headers with lower-case names, minus credentials (`Authorization`,
+  `Proxy-Authorization`, `Cookie`), which must not end up in run records.
+Other triggers have `body` null.
 
 Example:
     ```python
@@ -33,22 +39,25 @@ class PayloadError(ValueError):
 def trigger_scope(
     *,
     trigger_type: str,
-    trigger_id: str,
+    trigger_id: str | None,
     payload: Any = None,
     headers: Mapping[str, str] | None = None,
+    body: str | None = None,
     received_at: datetime | None = None,
 ) -> dict[str, Any]:
     """The `trigger` name in templates, for any kind of trigger.
 
     Args:
         trigger_type: the trigger piece's key (`manual`, `schedule`, `webhook`, ...).
-        trigger_id: the trigger entry's `id` in the workflow.
+        trigger_id: the trigger entry's `id` in the workflow (None: started by hand).
         payload: the event's data (JSON-serialisable).
         headers: header-like metadata, already cleaned; `{}` when omitted.
+        body: the raw request body as text (webhooks); None otherwise.
         received_at: when the event arrived (timezone-aware); defaults to now.
 
     Returns:
-        `{"type", "id", "payload", "headers", "received_at"}`, `received_at` as ISO 8601 UTC.
+        `{"type", "id", "payload", "headers", "body", "received_at"}`, `received_at` as ISO 8601
+        UTC.
     """
     moment = datetime.now(UTC) if received_at is None else received_at
     if moment.tzinfo is None or moment.utcoffset() is None:
@@ -58,6 +67,7 @@ def trigger_scope(
         "id": trigger_id,
         "payload": payload,
         "headers": dict(headers or {}),
+        "body": body,
         "received_at": moment.astimezone(UTC).isoformat(),
     }
 
@@ -85,11 +95,13 @@ def webhook_scope(
         for name, value in headers.items()
         if name.lower() not in DROPPED_HEADERS
     }
+    content_type = kept.get("content-type")
     return trigger_scope(
         trigger_type="webhook",
         trigger_id=trigger_id,
-        payload=parse_payload(body, kept.get("content-type")),
+        payload=parse_payload(body, content_type),
         headers=kept,
+        body=body.decode(_content_type(content_type)[1], errors="replace"),
         received_at=received_at,
     )
 
@@ -100,7 +112,7 @@ def parse_payload(body: bytes, content_type: str | None) -> Any:
     - `application/json` and `application/*+json`: the parsed JSON (`None` for an empty body);
     - `application/x-www-form-urlencoded` (Slack commands and interactions, HTML forms): an
       object of field to value, a list of values when a field repeats;
-    - anything else, or no content type: the body as text (the declared charset, else UTF-8).
+    - anything else, or no content type: `None` (templates read such a body as `trigger.body`).
 
     Raises:
         PayloadError: the content type says JSON but the body is not JSON.
@@ -117,18 +129,18 @@ def parse_payload(body: bytes, content_type: str | None) -> Any:
             raise PayloadError(
                 f"the body is not valid JSON although its content type is {media_type}: {exc}"
             ) from None
+    if media_type != "application/x-www-form-urlencoded":
+        return None
     text = body.decode(charset, errors="replace")
-    if media_type == "application/x-www-form-urlencoded":
-        form: dict[str, Any] = {}
-        for name, value in parse_qsl(text, keep_blank_values=True, encoding=charset):
-            if name not in form:
-                form[name] = value
-            elif isinstance(form[name], list):
-                form[name].append(value)
-            else:
-                form[name] = [form[name], value]
-        return form
-    return text
+    form: dict[str, Any] = {}
+    for name, value in parse_qsl(text, keep_blank_values=True, encoding=charset):
+        if name not in form:
+            form[name] = value
+        elif isinstance(form[name], list):
+            form[name].append(value)
+        else:
+            form[name] = [form[name], value]
+    return form
 
 
 def _content_type(header: str | None) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""The `webhook` trigger: `WebhookConfig` and `verify_request`, which the API calls per delivery.
+"""The `webhook` trigger: `WebhookConfig`, and `verify_request` and `delivery_id`, which the API
+calls per delivery.
 
 `verify` picks the signature scheme and names the tenant secret holding the signing secret;
 `tolerance_seconds` bounds how old (or how far in the future) a signed timestamp may be. The
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -196,6 +197,31 @@ def verify_request(
         )
 
 
+def delivery_id(config: WebhookConfig, *, headers: Mapping[str, str], payload: Any) -> str | None:
+    """The scheme's own id of a delivery, which a redelivery repeats: `github` →
+    `X-GitHub-Delivery`, `standard-webhooks` → `webhook-id`, `stripe` → the event's `id` in the
+    payload; None for the other schemes (a trigger sets `dedupe_key` for those).
+
+    Args:
+        config: the trigger's validated fields.
+        headers: the request headers (any case).
+        payload: the parsed body (`trigger.payload`).
+    """
+    scheme = config.verify.scheme
+    if scheme == "stripe":
+        found = payload.get("id") if isinstance(payload, dict) else None
+        return found if isinstance(found, str) and found else None
+    header = _DELIVERY_ID_HEADERS.get(scheme)
+    if header is None:
+        return None
+    for name, value in headers.items():
+        if name.lower() == header and value:
+            return value
+    return None
+
+
+_DELIVERY_ID_HEADERS = {"github": "x-github-delivery", "standard-webhooks": "webhook-id"}
+
 _TIMED_VERIFIERS = {
     "stripe": verify_stripe,
     "standard-webhooks": verify_standard_webhooks,
@@ -218,3 +244,4 @@ class WebhookTrigger(TriggerPiece):
 
     # What the API calls per delivery, reachable from the registered class too.
     verify_request = staticmethod(verify_request)
+    delivery_id = staticmethod(delivery_id)

@@ -226,7 +226,8 @@ class TestScope:
             },
             received_at=datetime(2026, 5, 1, 15, 0, tzinfo=datetime.now().astimezone().tzinfo),
         )
-        assert set(scope) == {"type", "id", "payload", "headers", "received_at"}
+        assert set(scope) == {"type", "id", "payload", "headers", "body", "received_at"}
+        assert scope["body"] == BODY.decode()
         assert scope["type"] == "webhook"
         assert scope["id"] == "github"
         assert scope["payload"]["repository"]["full_name"] == "acme/shop"
@@ -248,6 +249,19 @@ class TestScope:
             "channel_id": ["C1", "C2"],
             "empty": "",
         }
+        assert scope["body"] == body.decode()
+
+    def test_text_body_is_read_as_body(self) -> None:
+        scope = webhook_scope(
+            trigger_id="plain",
+            body="caf\u00e9 <b>".encode("latin-1"),
+            headers={"Content-Type": "text/plain; charset=latin-1"},
+        )
+        assert scope["payload"] is None
+        assert scope["body"] == "caf\u00e9 <b>"
+        invalid = webhook_scope(trigger_id="raw", body=b"ok \xff", headers={})
+        assert invalid["payload"] is None
+        assert invalid["body"] == "ok \ufffd"
 
     @pytest.mark.parametrize(
         ("content_type", "body", "payload"),
@@ -255,11 +269,11 @@ class TestScope:
             ("application/json; charset=utf-8", b'{"a": [1, 2]}', {"a": [1, 2]}),
             ("application/vnd.acme+json", b"[true]", [True]),
             ("APPLICATION/JSON", b"  ", None),
-            ("text/plain", b"hello", "hello"),
-            (None, b'{"not": "parsed"}', '{"not": "parsed"}'),
-            ("text/plain; charset=latin-1", "café".encode("latin-1"), "café"),
-            ("text/plain; charset=nonsense", b"caf\xc3\xa9", "café"),
-            ("application/octet-stream", b"\xff\xfe", "\ufffd\ufffd"),
+            ("text/plain", b"hello", None),
+            (None, b'{"not": "parsed"}', None),
+            ("application/x-www-form-urlencoded; charset=latin-1", b"n=caf%E9", {"n": "café"}),
+            ("application/x-www-form-urlencoded; charset=nonsense", b"n=caf%C3%A9", {"n": "café"}),
+            ("application/octet-stream", b"\xff\xfe", None),
         ],
     )
     def test_payload_by_content_type(
@@ -279,6 +293,7 @@ class TestScope:
             "id": "by-hand",
             "payload": None,
             "headers": {},
+            "body": None,
             "received_at": "2026-05-01T12:00:00+00:00",
         }
         with pytest.raises(ValueError, match="timezone-aware"):
