@@ -6,8 +6,11 @@ the store and records its history there. Main entry: `run_service_worker`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
+from api.service import Service
 from api.settings import ApiSettings
+from api.starter import ServiceStarter
 from api.store.crypto import SecretBox
 from api.store.database import Database
 from api.store.ports import StoreLoop, store_run_services
@@ -18,7 +21,8 @@ from pieces.registry import default_registry
 
 def service_run_services(settings: ApiSettings) -> tuple[RunServices, Database]:
     """The run services of a worker process, and the database they use (its own: the ports
-    use it on their store loop; close it with `StoreLoop.of(database).close()`)."""
+    use it on their store loop; close it with `StoreLoop.of(database).close()`). Runs that
+    `core.start_workflow` starts go through a `ServiceStarter` of its own."""
     database = Database.from_settings(settings)
     services = store_run_services(
         database,
@@ -26,7 +30,7 @@ def service_run_services(settings: ApiSettings) -> tuple[RunServices, Database]:
         default_registry(),
         record_max_bytes=settings.record_max_bytes,
     )
-    return services, database
+    return replace(services, starter=ServiceStarter(Service.create(settings))), database
 
 
 def run_service_worker(

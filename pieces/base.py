@@ -34,6 +34,7 @@ import logging
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
 from weakref import WeakKeyDictionary
@@ -158,7 +159,8 @@ class RunInfo:
 
 
 class EngineServices(Protocol):
-    """What control-flow pieces (`core.map`, `core.subworkflow`, `core.approval`) ask of the engine.
+    """What control-flow pieces (`core.map`, `core.subworkflow`, `core.approval`,
+    `core.start_workflow`) ask of the engine.
 
     Ordinary pieces never need this; it exists so that these pieces stay pieces (registered,
     documented, validated like any other) while the engine keeps ownership of runs and tasks.
@@ -186,6 +188,19 @@ class EngineServices(Protocol):
         self, *, message: str, input_schema: dict[str, Any] | None, timeout_seconds: float
     ) -> Any:
         """Pause the run until someone resumes it with input; return what they sent."""
+        ...
+
+    async def start_workflow(
+        self,
+        *,
+        workflow_id: str,
+        parameters: dict[str, Any],
+        scheduled_at: datetime | None,
+        wait: bool,
+    ) -> dict[str, Any]:
+        """Start a run of another stored workflow of the tenant (a run of its own, now or at
+        `scheduled_at`); with `wait`, return once it ended. `{"run_id", "state",
+        "scheduled_at", "output", "error"}`."""
         ...
 
 

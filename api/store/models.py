@@ -120,6 +120,9 @@ class TriggerType(enum.StrEnum):
     SCHEDULE = "schedule"
     WEBHOOK = "webhook"
     MANUAL = "manual"
+    """Started in the Prefect UI (or by Prefect's API) from the workflow's deployment."""
+    WORKFLOW = "workflow"
+    """Started by another run's `core.start_workflow` (`trigger.id` is that run's id)."""
 
 
 # --- portable column types ------------------------------------------------------------------------

@@ -8,8 +8,10 @@ and `core.approval` waits for a person.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, Protocol
 
 from prefect import get_run_logger
@@ -19,10 +21,20 @@ from interpreter.run.approval import wait_for_approval
 from interpreter.run.attempts import attempt_piece, failure
 from interpreter.run.errors import RunStopped
 from interpreter.run.execution import Execution, NodeRecord
-from interpreter.run.services import NodePhase, NullRecorder, RunPhase, current_services
+from interpreter.run.services import (
+    NodePhase,
+    NoInputs,
+    NullRecorder,
+    RunPhase,
+    StartRequest,
+    current_services,
+)
 from interpreter.run.tasks import item_task
 from pieces.base import Piece, PieceError, RunInfo
 from pieces.settings import PieceSettings
+
+START_WORKFLOW_POLL_SECONDS = 0.5
+"""How often `core.start_workflow` with `wait` reads the started run's state."""
 
 
 class SubgraphRunner(Protocol):
@@ -167,9 +179,55 @@ class NodeContext:
             # The child is a subflow run of this one: its history is its own flow run's, not
             # this run's record.
             services=replace(
-                services, depth=services.depth + 1, prepared=None, recorder=NullRecorder()
+                services,
+                depth=services.depth + 1,
+                prepared=None,
+                recorder=NullRecorder(),
+                inputs=NoInputs(),  # not a run of the service's own either
             ),
         )
+
+    async def start_workflow(
+        self,
+        *,
+        workflow_id: str,
+        parameters: dict[str, Any],
+        scheduled_at: datetime | None,
+        wait: bool,
+    ) -> dict[str, Any]:
+        """A run of another stored workflow, through the `RunStarter` port; with `wait`, polled
+        until it ends (a cancelled node stops waiting; the started run goes on)."""
+        execution = self._execution
+        starter = current_services().starter
+        tenant = execution.run.tenant
+        started = await starter.start(
+            tenant,
+            StartRequest(
+                workflow_id=workflow_id,
+                parameters=parameters,
+                scheduled_at=scheduled_at,
+                parent_run_id=execution.run.id,
+                request_key=f"{execution.run.id}:{self._label}",
+            ),
+        )
+        while wait and not started.finished:
+            await asyncio.sleep(START_WORKFLOW_POLL_SECONDS)
+            started = await starter.status(tenant, started.run_id)
+        if wait and started.state != "completed":
+            error = started.error or {}
+            raise PieceError(
+                f"run {started.run_id} of workflow {workflow_id!r} ended {started.state}: "
+                f"{error.get('message') or 'no error recorded'}",
+                error_type="StartedRunFailed",
+                retryable=False,
+            )
+        return {
+            "run_id": started.run_id,
+            "state": started.state,
+            "scheduled_at": started.scheduled_at.isoformat() if started.scheduled_at else None,
+            "output": started.output,
+            "error": started.error,
+        }
 
     async def wait_for_approval(
         self, *, message: str, input_schema: dict[str, Any] | None, timeout_seconds: float

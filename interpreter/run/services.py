@@ -13,6 +13,7 @@ many tenants with one set of services:
   run was started with, as the service stored them (the flow run's own parameters show secret
   values a caller pasted as `***`), or a new record for a run the service did not start (a
   deployment's schedule, the Prefect UI's "Run");
+- `RunStarter`: runs of the tenant's stored workflows started by `core.start_workflow`;
 - `TenantPolicies`: what a tenant's settings say for its runs (`TenantPolicy`: the pieces it
   may use, additions to the HTTP allow-list, its layer of execution defaults).
 
@@ -35,6 +36,7 @@ from typing import Any, Protocol
 from interpreter.definition.model import NO_DEFAULTS, ExecutionDefaults, Workflow
 from interpreter.run.resolvers import FileResolver, ResolvedWorkflow
 from interpreter.run.secrets import EnvironmentSecrets
+from pieces.base import PieceError
 from pieces.registry import PieceRegistry, default_registry
 
 
@@ -190,6 +192,70 @@ class NoInputs:
 
 
 @dataclass(frozen=True)
+class StartRequest:
+    """`core.start_workflow` asks for a run of another workflow of the tenant."""
+
+    workflow_id: str
+    parameters: dict[str, Any]
+    scheduled_at: datetime | None
+    """When it should start (None: now)."""
+    parent_run_id: str
+    """The run asking (the new run's `trigger.id`)."""
+    request_key: str
+    """Unique per asking node: a retried attempt gets the run the first attempt started."""
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    """A run of the service: its id and where it stands (`Run.state`, `output`, `error`)."""
+
+    run_id: str
+    state: str
+    scheduled_at: datetime | None = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_RUN_STATES
+
+
+FINISHED_RUN_STATES = frozenset({"completed", "failed", "timed_out", "cancelled", "crashed"})
+
+
+class RunStarter(Protocol):
+    """Starts runs of a tenant's stored workflows as runs of their own (not subflows), now or
+    at a later time, and reports how they end."""
+
+    async def start(self, tenant: str, request: StartRequest) -> StartedRun:
+        """Record the run (or find the one `request.request_key` started) and hand it on.
+
+        Raises:
+            PieceError: no such enabled workflow, or parameters its schema refuses.
+        """
+        ...
+
+    async def status(self, tenant: str, run_id: str) -> StartedRun:
+        """Where the run stands now."""
+        ...
+
+
+class NoStarter:
+    """Ad-hoc runs have no stored workflows to start runs of."""
+
+    async def start(self, tenant: str, request: StartRequest) -> StartedRun:
+        raise PieceError(
+            "core.start_workflow starts runs of stored workflows: run this workflow through "
+            "the service (`altlas-flows up`, then the REST API), not as an ad-hoc run",
+            error_type="NoWorkflowStore",
+            retryable=False,
+        )
+
+    async def status(self, tenant: str, run_id: str) -> StartedRun:
+        raise PieceError(f"run {run_id!r} is unknown here", retryable=False)
+
+
+@dataclass(frozen=True)
 class TenantPolicy:
     """A tenant's settings, as its runs apply them."""
 
@@ -235,6 +301,7 @@ class RunServices:
     control: RunControl = field(default_factory=NoControl)
     policies: TenantPolicies = field(default_factory=OpenPolicies)
     inputs: RunInputs = field(default_factory=NoInputs)
+    starter: RunStarter = field(default_factory=NoStarter)
     depth: int = 0
     """How many `core.subworkflow` levels this run is below the top-level run."""
     prepared: tuple[dict[str, Any], Workflow] | None = None
