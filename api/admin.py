@@ -33,7 +33,12 @@ from api.main import create_app
 from api.queries import runs as run_queries
 from api.service import Service
 from api.settings import get_api_settings
-from api.store.migrate import current_revision_sync, head_revision, upgrade_sync
+from api.store.migrate import (
+    current_revision_sync,
+    head_revision,
+    unmigrated_reason,
+    upgrade_sync,
+)
 from api.store.tenants import get_tenant, list_api_keys, list_tenants
 from api.worker import run_service_worker
 from deployments.runner import WarmRunner, WorkerSettings
@@ -76,6 +81,9 @@ def cmd_api(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     import uvicorn
 
     settings = get_api_settings()
+    if (reason := unmigrated_reason(settings.database_url_resolved())) is not None:
+        sys.stderr.write(f"altlas-flows api: {reason}\n")
+        return 2
     host, port = args.host or settings.api_host, args.port or settings.api_port
     out.write(f"serving the REST API at http://{host}:{port} (docs: /docs)\n")
     out.flush()
@@ -85,6 +93,10 @@ def cmd_api(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 def cmd_worker(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Run the service's worker until SIGTERM or Ctrl-C."""
+    settings = get_api_settings()
+    if (reason := unmigrated_reason(settings.database_url_resolved())) is not None:
+        sys.stderr.write(f"altlas-flows worker: {reason}\n")
+        return 2
     defaults = WorkerSettings()
     worker = defaults.model_copy(
         update={
@@ -101,7 +113,7 @@ def cmd_worker(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         )
         out.flush()
 
-    return run_service_worker(get_api_settings(), worker, ready=ready)
+    return run_service_worker(settings, worker, ready=ready)
 
 
 def cmd_db_upgrade(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:

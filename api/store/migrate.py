@@ -154,3 +154,22 @@ async def current_revision(url: str) -> str | None:
 def current_revision_sync(url: str) -> str | None:
     """`current_revision` for callers without an event loop."""
     return asyncio.run(current_revision(url))
+
+
+def unmigrated_reason(url: str) -> str | None:
+    """Why the database at `url` cannot serve yet (missing, or behind the newest revision), in
+    words that say what to run; None when it is ready. Never creates a SQLite file."""
+    parsed = make_url(normalise_database_url(url))
+    file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if file not in (None, "", ":memory:") and not Path(str(file)).exists():
+        return (
+            f"there is no database at {file}: run `altlas-flows db upgrade` with the same "
+            "ALTLAS_HOME / ALTLAS_DATABASE_URL (or `altlas-flows up`)"
+        )
+    current, head = current_revision_sync(url), head_revision()
+    if current == head:
+        return None
+    return (
+        f"the database {parsed.render_as_string(hide_password=True)} is at revision "
+        f"{current or '(empty)'}, not {head}: run `altlas-flows db upgrade`"
+    )
