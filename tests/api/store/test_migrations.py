@@ -83,7 +83,7 @@ async def test_upgrade_creates_the_models_schema(empty_url: str) -> None:
     # Processes that start together (API replicas, workers) migrate one after the other: a
     # PostgreSQL advisory lock, SQLite's write lock taken by BEGIN IMMEDIATE.
     await asyncio.gather(*(upgrade(empty_url) for _ in range(3)))
-    assert await current_revision(empty_url) == head_revision() == "0001"
+    assert await current_revision(empty_url) == head_revision() == "0002"
 
     database = Database(empty_url)
     try:

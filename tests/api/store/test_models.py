@@ -42,7 +42,13 @@ def test_the_values_are_the_rest_names() -> None:
         "cancelled",
         "waiting",
     ]
-    assert [kind.value for kind in TriggerType] == ["api", "schedule", "webhook", "manual"]
+    assert [kind.value for kind in TriggerType] == [
+        "api",
+        "schedule",
+        "webhook",
+        "manual",
+        "workflow",
+    ]
 
 
 def test_active_and_finished_partition_the_states() -> None:
