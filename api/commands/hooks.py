@@ -111,7 +111,9 @@ async def deliver_webhook(command: DeliverWebhook, context: CommandContext) -> D
         )
     except PayloadError as exc:
         raise Problem(400, "Bad request", str(exc), slug="bad-json") from None
-    mapping = EventMapping(target.trigger, {"trigger": event, "run": _run_scope(target, event)})
+    run_id = new_run_id()
+    run_scope = _run_scope(target, event, run_id)
+    mapping = EventMapping(target.trigger, {"trigger": event, "run": run_scope})
     try:
         if not mapping.starts():
             return DeliveryOutcome(Delivery.FILTERED)
@@ -128,7 +130,6 @@ async def deliver_webhook(command: DeliverWebhook, context: CommandContext) -> D
         parameters, problems = None, [exc.problem]
     except ParameterError as exc:
         problems = [DefinitionProblem("/parameters" + p.path, p.message) for p in exc.problems]
-    run_id = new_run_id()
     session = context.session
     if delivery_id is not None:
         reservation = await store.reserve_webhook_delivery(
@@ -160,13 +161,16 @@ async def deliver_webhook(command: DeliverWebhook, context: CommandContext) -> D
     return DeliveryOutcome(Delivery.ACCEPTED, run_id)
 
 
-def _run_scope(target: TriggerTarget, event: dict[str, Any]) -> dict[str, Any]:
-    """What templates know of the run before it exists (`run` in a trigger's templates)."""
+def _run_scope(target: TriggerTarget, event: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """What templates know of the run before it exists (`run` in a trigger's templates): the
+    id it will have, and the arrival time as `scheduled_at`; it has not started yet."""
     return {
+        "id": run_id,
         "workflow_id": target.workflow_id,
         "tenant": target.tenant_id,
         "version": str(target.version),
         "scheduled_at": event["received_at"],
+        "started_at": None,
     }
 
 

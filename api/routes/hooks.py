@@ -29,6 +29,7 @@ _ANY_BODY: dict[str, Any] = {
     operation_id="deliverWebhook",
     status_code=202,
     response_model=DeliveryAccepted,
+    response_description="The delivery's run is recorded; it starts even if this process stops.",
     openapi_extra=_ANY_BODY,
     responses={
         200: {"model": DeliveryDuplicate, "description": "A repeated delivery: its first run."},
@@ -39,7 +40,13 @@ _ANY_BODY: dict[str, Any] = {
 async def deliver_webhook(
     tenant: str, workflow_id: str, trigger_id: str, request: Request, bus: BusDep
 ) -> Response:
-    """Start a run of the workflow from a signed delivery (the trigger's `verify` scheme)."""
+    """Start a run of the workflow from a signed delivery (the trigger's `verify` scheme).
+
+    No API key: the trigger's scheme checks the signature over the raw body. Answered, in
+    this order: 413 (too large), 404 (no enabled workflow of the tenant has this webhook
+    trigger), 401 (signature refused), 400 (invalid JSON under a JSON content type), 204
+    (`filter` false), 200 (a delivery seen before), 422 (mapped parameters invalid), 202.
+    """
     command = DeliverWebhook(
         tenant_id=tenant,
         workflow_id=workflow_id,

@@ -7,7 +7,8 @@ parameters (`parameters`). The templates see two names:
 - `trigger`: the event (`{"type", "id", "payload", "headers", "body", "received_at"}`, see
   `pieces.triggers.event`);
 - `run`: what is known of the run before it exists: `workflow_id`, `tenant`, `version` and
-  `scheduled_at` (the schedule's fire time for a schedule, the arrival time otherwise).
+  `scheduled_at` (the schedule's fire time for a schedule, the arrival time otherwise); for a
+  webhook delivery also `id` (the id the run will get) and `started_at` (null).
 
 The service maps a webhook delivery when it arrives (a mapping that fails is answered 422); the
 engine maps a schedule's event when the schedule fires (only then is `run.scheduled_at` known).

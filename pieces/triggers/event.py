@@ -32,6 +32,12 @@ DROPPED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 """Headers left out of `trigger.headers`: credentials, never to be stored with a run."""
 
 
+MAX_PAYLOAD_DEPTH = 64
+"""How deeply a JSON payload may nest arrays and objects. A run's event travels inside its
+parameters to Prefect, whose serialisers stop at about 250 levels, and through recursive code
+in the engine: a deeper payload would be accepted but could never start its run."""
+
+
 class PayloadError(ValueError):
     """The body does not parse as its content type says (e.g. invalid JSON); answer 400."""
 
@@ -109,13 +115,15 @@ def webhook_scope(
 def parse_payload(body: bytes, content_type: str | None) -> Any:
     """A request body as templates see it, chosen by its `Content-Type`.
 
-    - `application/json` and `application/*+json`: the parsed JSON (`None` for an empty body);
+    - `application/json` and `application/*+json`: the parsed JSON (`None` for an empty body),
+      nested at most `MAX_PAYLOAD_DEPTH` arrays/objects deep;
     - `application/x-www-form-urlencoded` (Slack commands and interactions, HTML forms): an
       object of field to value, a list of values when a field repeats;
     - anything else, or no content type: `None` (templates read such a body as `trigger.body`).
 
     Raises:
-        PayloadError: the content type says JSON but the body is not JSON.
+        PayloadError: the content type says JSON but the body is not JSON, or is nested
+            deeper than `MAX_PAYLOAD_DEPTH`.
     """
     media_type, charset = _content_type(content_type)
     if media_type == "application/json" or (
@@ -124,11 +132,22 @@ def parse_payload(body: bytes, content_type: str | None) -> Any:
         if not body.strip():
             return None
         try:
-            return json.loads(body, parse_constant=_reject_constant)
+            payload = json.loads(body, parse_constant=_reject_constant)
         except ValueError as exc:
             raise PayloadError(
                 f"the body is not valid JSON although its content type is {media_type}: {exc}"
             ) from None
+        except RecursionError:
+            payload = None  # deeper than the parser goes: refused just below
+            depth = MAX_PAYLOAD_DEPTH + 1
+        else:
+            depth = _depth(payload)
+        if depth > MAX_PAYLOAD_DEPTH:
+            raise PayloadError(
+                f"the JSON body is nested too deeply (more than {MAX_PAYLOAD_DEPTH} levels of "
+                "arrays and objects)"
+            )
+        return payload
     if media_type != "application/x-www-form-urlencoded":
         return None
     text = body.decode(charset, errors="replace")
@@ -157,6 +176,26 @@ def _content_type(header: str | None) -> tuple[str, str]:
             except LookupError:
                 charset = "utf-8"
     return media_type.strip().lower(), charset
+
+
+def _depth(value: Any) -> int:
+    """How many arrays and objects deep `value` nests (0 for a scalar), without recursion."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        level += 1
+        deepest = max(deepest, level)
+        if deepest > MAX_PAYLOAD_DEPTH:
+            break
+        pending.extend((child, level) for child in children)
+    return deepest
 
 
 def _reject_constant(name: str) -> Any:

@@ -199,8 +199,9 @@ def verify_request(
 
 def delivery_id(config: WebhookConfig, *, headers: Mapping[str, str], payload: Any) -> str | None:
     """The scheme's own id of a delivery, which a redelivery repeats: `github` →
-    `X-GitHub-Delivery`, `standard-webhooks` → `webhook-id`, `stripe` → the event's `id` in the
-    payload; None for the other schemes (a trigger sets `dedupe_key` for those).
+    `X-GitHub-Delivery`, `standard-webhooks` → `webhook-id` (Svix: `svix-id`), `stripe` → the
+    event's `id` in the payload; None for the other schemes (a trigger sets `dedupe_key` for
+    those).
 
     Args:
         config: the trigger's validated fields.
@@ -211,16 +212,18 @@ def delivery_id(config: WebhookConfig, *, headers: Mapping[str, str], payload: A
     if scheme == "stripe":
         found = payload.get("id") if isinstance(payload, dict) else None
         return found if isinstance(found, str) and found else None
-    header = _DELIVERY_ID_HEADERS.get(scheme)
-    if header is None:
-        return None
-    for name, value in headers.items():
-        if name.lower() == header and value:
-            return value
+    for header in _DELIVERY_ID_HEADERS.get(scheme, ()):
+        for name, value in headers.items():
+            if name.lower() == header and value:
+                return value
     return None
 
 
-_DELIVERY_ID_HEADERS = {"github": "x-github-delivery", "standard-webhooks": "webhook-id"}
+_DELIVERY_ID_HEADERS = {
+    "github": ("x-github-delivery",),
+    # Svix's names where the `webhook-` ones are absent, as `verify_standard_webhooks` reads them.
+    "standard-webhooks": ("webhook-id", "svix-id"),
+}
 
 _TIMED_VERIFIERS = {
     "stripe": verify_stripe,

@@ -20,6 +20,7 @@ SPEC_OPERATIONS = {
     "getWorkflowStats",
     "putSecret", "listSecrets", "deleteSecret",
     "listPieces", "getPiece",
+    "deliverWebhook",
 }  # fmt: skip
 
 
