@@ -86,6 +86,10 @@ async def authenticate_operator(
     raise ForbiddenProblem("tenant routes need the operator key (ALTLAS_ADMIN_KEY)")
 
 
+SIGNED_PATHS = ("/v1/hooks/",)
+"""Routes authenticated by the sender's signature (a webhook trigger's scheme), not a key."""
+
+
 class RequireBearer:
     """ASGI middleware: a `/v1` request without a Bearer token is 401 before its body is
     parsed (webhook deliveries, `/v1/hooks/...`, are signed instead). Which key it is, and
@@ -96,7 +100,7 @@ class RequireBearer:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "") if scope["type"] == "http" else ""
-        if path.startswith("/v1/") and not path.startswith("/v1/hooks/"):
+        if path.startswith("/v1/") and not path.startswith(SIGNED_PATHS):
             header = next(
                 (v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"authorization"),
                 None,

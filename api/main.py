@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api.auth import RequireBearer
+from api.auth import SIGNED_PATHS, RequireBearer
 from api.commands import build_bus
 from api.deployment_sync import prepare_prefect, reconcile_all
 from api.dispatcher import Dispatcher
@@ -32,6 +32,7 @@ from api.settings import ApiSettings, get_api_settings
 _log = logging.getLogger("altlas.api")
 
 API_TITLE = "ALT_LAS Workflow Engine API"
+
 API_VERSION = "1.0.0"
 
 
@@ -123,7 +124,10 @@ def _add_problem_schema(app: FastAPI) -> None:
 def _document_problems(path: str, method: str, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     wanted: set[int] = {int(code) for code in responses if code.startswith(("4", "5"))}
-    if path.startswith("/v1/"):
+    if path.startswith(SIGNED_PATHS):  # signed by the sender, not called with a key
+        wanted.add(401)
+        operation["security"] = []
+    elif path.startswith("/v1/"):
         wanted.add(401)
         operation["security"] = [{"bearer": []}]
     if "requestBody" in operation or method in ("post", "put", "delete"):
@@ -132,3 +136,8 @@ def _document_problems(path: str, method: str, operation: dict[str, Any]) -> Non
         wanted.add(422)
     for status, response in problem_responses(*sorted(wanted)).items():
         responses[str(status)] = response
+    if path.startswith(SIGNED_PATHS):
+        responses["401"]["description"] = (
+            "The trigger's `verify` scheme refused the raw body: a missing or wrong signature, a "
+            "timestamp outside `tolerance_seconds`, or a secret of another tenant."
+        )

@@ -64,6 +64,9 @@ class TriggerMap:
         self._registry = registry
         self._ttl = ttl
         self._entries: dict[tuple[str, str], _Entry] = {}
+        # Bumped by every `forget`: a read that began before a change must not be cached after
+        # it (it may hold what the change replaced).
+        self._generation = 0
 
     async def find(
         self, tenant_id: str, workflow_id: str, trigger_id: str, *, strategy: TriggerStrategy
@@ -74,8 +77,9 @@ class TriggerMap:
         entry = self._entries.get(key)
         now = time.monotonic()
         if entry is None or now - entry.at >= self._ttl:
+            generation = self._generation
             entry = _Entry(now, await self._load(tenant_id, workflow_id))
-            if self._ttl > 0:
+            if self._ttl > 0 and generation == self._generation:
                 self._entries[key] = entry
         target = entry.targets.get(trigger_id)
         if target is None or target.piece.strategy is not strategy:
@@ -84,6 +88,7 @@ class TriggerMap:
 
     def forget(self, tenant_id: str, workflow_id: str | None = None) -> None:
         """Drop cached entries: one workflow's, or (None) all of the tenant's."""
+        self._generation += 1
         if workflow_id is not None:
             self._entries.pop((tenant_id, workflow_id), None)
             return

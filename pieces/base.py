@@ -446,6 +446,33 @@ class TriggerPiece(PieceMeta):
 AnyPiece = type[Piece[Any, Any]] | type[TriggerPiece]
 
 
+MAX_JSON_DEPTH = 64
+"""How deeply the data a run starts with (parameters, a webhook's payload) may nest arrays and
+objects. It travels to Prefect inside the flow run's parameters, whose serialisers stop at about
+250 levels, and through recursive code: deeper data could be accepted but never start its run."""
+
+
+def json_depth(value: Any, *, stop_above: int = MAX_JSON_DEPTH) -> int:
+    """How many arrays and objects deep `value` nests (0 for a scalar), without recursion;
+    counting stops once it passes `stop_above`."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        level += 1
+        deepest = max(deepest, level)
+        if deepest > stop_above:
+            break
+        pending.extend((child, level) for child in children)
+    return deepest
+
+
 def json_output(value: Any) -> Any:
     """A piece's return value as plain JSON data (models dumped by alias, tuples as lists).
 

@@ -101,7 +101,8 @@ async def record_flow_run(
 ) -> Run:
     """The run of a flow run the service did not start (a deployment's schedule fired, someone
     pressed "Run" in the Prefect UI): the one recorded for that flow run already (a rerun of
-    a crashed flow run), else a new `scheduled` one."""
+    a crashed flow run), else a new `scheduled` one whose id is the flow run's (the engine
+    knows it as `run.id` before the run is recorded)."""
     existing = await get_run_by_flow_run(session, flow_run_id=flow_run_id)
     if existing is not None:
         return existing
@@ -117,6 +118,7 @@ async def record_flow_run(
         state=RunState.SCHEDULED,
         scheduled_at=scheduled_at,
         flow_run_id=flow_run_id,
+        run_id=flow_run_id,
     )
 
 

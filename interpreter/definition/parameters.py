@@ -18,8 +18,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from referencing.exceptions import Unresolvable
 
-from interpreter.definition.problems import ParameterError, Problem, pointer
+from interpreter.definition.problems import WHOLE_DOCUMENT, ParameterError, Problem, pointer
 from interpreter.definition.schema import schema_problems, validator_for_schema
+from pieces.base import MAX_JSON_DEPTH, json_depth
 
 
 def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
@@ -56,9 +57,20 @@ def prepare_parameters(
     """The run's parameters, defaults applied and validated against `schema`.
 
     Raises:
-        ParameterError: listing every problem, with paths relative to the parameters object.
+        ParameterError: listing every problem, with paths relative to the parameters object;
+            also for parameters nested deeper than `MAX_JSON_DEPTH` arrays and objects.
     """
     given: dict[str, Any] = dict(parameters or {})
+    if json_depth(given) > MAX_JSON_DEPTH:
+        raise ParameterError(
+            [
+                Problem(
+                    WHOLE_DOCUMENT,
+                    f"the parameters nest more than {MAX_JSON_DEPTH} levels of arrays and "
+                    "objects; flatten them",
+                )
+            ]
+        )
     if not schema:
         return given
     filled = apply_defaults(schema, given)

@@ -245,13 +245,7 @@ def _fired_parameters(
         return None
     if registry.trigger(entry.type).strategy is not TriggerStrategy.SCHEDULE:
         return None
-    run_scope = {
-        "workflow_id": info.workflow_id,
-        "tenant": info.tenant,
-        "version": info.version,
-        "scheduled_at": info.scheduled_at,
-    }
-    return EventMapping(entry, {"trigger": event, "run": run_scope}).parameters()
+    return EventMapping(entry, {"trigger": event, "run": info.as_scope()}).parameters()
 
 
 def _piece_settings(policy: TenantPolicy) -> PieceSettings:

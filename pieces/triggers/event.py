@@ -28,14 +28,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+from pieces.base import MAX_JSON_DEPTH, json_depth
+
 DROPPED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 """Headers left out of `trigger.headers`: credentials, never to be stored with a run."""
-
-
-MAX_PAYLOAD_DEPTH = 64
-"""How deeply a JSON payload may nest arrays and objects. A run's event travels inside its
-parameters to Prefect, whose serialisers stop at about 250 levels, and through recursive code
-in the engine: a deeper payload would be accepted but could never start its run."""
 
 
 class PayloadError(ValueError):
@@ -116,14 +112,14 @@ def parse_payload(body: bytes, content_type: str | None) -> Any:
     """A request body as templates see it, chosen by its `Content-Type`.
 
     - `application/json` and `application/*+json`: the parsed JSON (`None` for an empty body),
-      nested at most `MAX_PAYLOAD_DEPTH` arrays/objects deep;
+      nested at most `MAX_JSON_DEPTH` arrays/objects deep;
     - `application/x-www-form-urlencoded` (Slack commands and interactions, HTML forms): an
       object of field to value, a list of values when a field repeats;
     - anything else, or no content type: `None` (templates read such a body as `trigger.body`).
 
     Raises:
         PayloadError: the content type says JSON but the body is not JSON, or is nested
-            deeper than `MAX_PAYLOAD_DEPTH`.
+            deeper than `MAX_JSON_DEPTH`.
     """
     media_type, charset = _content_type(content_type)
     if media_type == "application/json" or (
@@ -139,12 +135,12 @@ def parse_payload(body: bytes, content_type: str | None) -> Any:
             ) from None
         except RecursionError:
             payload = None  # deeper than the parser goes: refused just below
-            depth = MAX_PAYLOAD_DEPTH + 1
+            depth = MAX_JSON_DEPTH + 1
         else:
-            depth = _depth(payload)
-        if depth > MAX_PAYLOAD_DEPTH:
+            depth = json_depth(payload)
+        if depth > MAX_JSON_DEPTH:
             raise PayloadError(
-                f"the JSON body is nested too deeply (more than {MAX_PAYLOAD_DEPTH} levels of "
+                f"the JSON body is nested too deeply (more than {MAX_JSON_DEPTH} levels of "
                 "arrays and objects)"
             )
         return payload
@@ -176,26 +172,6 @@ def _content_type(header: str | None) -> tuple[str, str]:
             except LookupError:
                 charset = "utf-8"
     return media_type.strip().lower(), charset
-
-
-def _depth(value: Any) -> int:
-    """How many arrays and objects deep `value` nests (0 for a scalar), without recursion."""
-    deepest = 0
-    pending: list[tuple[Any, int]] = [(value, 0)]
-    while pending:
-        item, level = pending.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        level += 1
-        deepest = max(deepest, level)
-        if deepest > MAX_PAYLOAD_DEPTH:
-            break
-        pending.extend((child, level) for child in children)
-    return deepest
 
 
 def _reject_constant(name: str) -> Any:

@@ -351,3 +351,31 @@ def test_a_run_prefect_marks_crashed_shows_crashed(live_service: LiveService) ->
     crashed = wait_for(client, run["id"], {"crashed"}, timeout=20)
     assert crashed["error"]["type"] == "Crashed"
     assert crashed["finished_at"] is not None
+
+
+@pytest.mark.parametrize("depth", [65, 300, 5000])
+def test_parameters_nested_too_deeply_are_refused_not_a_500(
+    live_service: LiveService, depth: int
+) -> None:
+    """Data deeper than 64 levels could be accepted but never reach Prefect (its serialisers
+    stop near 250): refused at once, however deep, and nothing is recorded."""
+    _, client = live_service.tenant()
+    workflow_id = stored(client, [{"id": "a", "piece": "core.delay", "input": {"seconds": 0}}])
+    body = '{"parameters": {"x": ' + "[" * depth + "1" + "]" * depth + "}}"  # beyond json.dumps
+    answer = client.post(
+        f"/v1/workflows/{workflow_id}/runs",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code in (400, 422), answer.text
+    problem = problem_of(answer)
+    if answer.status_code == 422:
+        assert problem["errors"][0]["path"] == "/parameters"
+        assert "more than 64 levels" in problem["errors"][0]["message"]
+    assert client.get("/v1/runs", params={"workflow_id": workflow_id}).json()["count"] == 0
+    # At the limit it is accepted.
+    ok: Any = 1
+    for _ in range(63):
+        ok = [ok]
+    accepted = client.post(f"/v1/workflows/{workflow_id}/runs", json={"parameters": {"x": ok}})
+    assert accepted.status_code == 202, accepted.text

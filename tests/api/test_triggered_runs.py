@@ -60,12 +60,12 @@ def test_a_schedule_runs_with_its_own_tenants_secrets_and_shows_in_the_run_histo
         "id": "every-few-seconds",
         "type": "schedule",
         "interval_seconds": 5,
-        "parameters": {"day": "{{ run.scheduled_at[:10] }}"},
+        "parameters": {"day": "{{ run.scheduled_at[:10] }}", "run": "{{ run.id }}"},
     }
     top = {
         "parameters": {
             "type": "object",
-            "properties": {"day": {"type": "string"}},
+            "properties": {"day": {"type": "string"}, "run": {"type": "string"}},
             "required": ["day"],
         },
         "triggers": [schedule],
@@ -92,7 +92,9 @@ def test_a_schedule_runs_with_its_own_tenants_secrets_and_shows_in_the_run_histo
             assert run["state"] == "completed", run
             assert run["trigger"] == {"type": "schedule", "id": "every-few-seconds"}
             scheduled_at = run["output"]["at"]
-            assert run["parameters"] == {"day": scheduled_at[:10]}
+            # The run's id is its flow run's: known to the trigger's templates when it fires.
+            assert run["parameters"] == {"day": scheduled_at[:10], "run": run["id"]}
+            assert run["id"] == run["flow_run_id"]
             assert run["output"]["check"] == {"mine": mine, "day": scheduled_at[:10]}
             assert run["flow_run_id"] is not None
             nodes_seen = client.get(f"/v1/runs/{run['id']}/nodes").json()["data"]
