@@ -8,6 +8,7 @@ Each test runs against the live API on SQLite and on PostgreSQL, with a worker o
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -88,6 +89,7 @@ def test_a_schedule_runs_with_its_own_tenants_secrets_and_shows_in_the_run_histo
             deadline = datetime.now(UTC) + timedelta(seconds=60)
             while not (runs := runs_of(client, workflow_id)):
                 assert datetime.now(UTC) < deadline, "the scheduled run never showed"
+                time.sleep(0.1)
             run = wait_for(client, runs[-1]["id"], FINISHED)
             assert run["state"] == "completed", run
             assert run["trigger"] == {"type": "schedule", "id": "every-few-seconds"}
