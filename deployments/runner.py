@@ -23,6 +23,11 @@ flow run (`import prefect` alone takes ~1.8 s here): 4-8 s from a run's creation
 - **cancels** at once: a `Cancelling` event for a run it executes asks the engine to stop the
   run (`interpreter.run.flow.request_cancel`); the engine's own watch, which polls every
   `ALTLAS_CANCEL_POLL_SECONDS`, remains the safety net;
+- **watches suspensions** for all its runs through the same subscription (`Suspended` events,
+  and a check of its running runs whenever the stream was lost), and passes them to the
+  engines as Prefect's own per-run observer would; the engines therefore start without that
+  observer, which cost every run a thread, a client, a websocket subscription and a read
+  (~0.16 s before Running, and server CPU);
 - **reports** crashes: its runs send Prefect's flow-run heartbeats every `heartbeat_seconds`,
   and `ensure_zombie_automation` creates the automation that marks a run Crashed when its
   heartbeats stop (its worker died); a run whose engine fails outside the flow is marked
@@ -80,6 +85,12 @@ SCHEDULED_EVENTS = (
 """Events that say a flow run of the pool may be ready to claim (Scheduled-type states)."""
 
 CANCELLING_EVENT = "prefect.flow-run.Cancelling"
+
+SUSPENDED_EVENT = "prefect.flow-run.Suspended"
+"""A run suspended from outside (`suspend_flow_run`): its engine stops at the next boundary."""
+
+SUSPENSION_RETRY_SECONDS = 0.5
+"""How soon a Suspended event whose state is not visible yet is checked again (doubling)."""
 
 WARM_SLOTS = 2
 """Slots (threads with a loop and a client) made at start; more are made when needed."""
@@ -399,16 +410,18 @@ class WarmRunner:
 
         assert self._pool is not None
         event_filter = EventFilter(
-            event=EventNameFilter(name=[*SCHEDULED_EVENTS, CANCELLING_EVENT]),
+            event=EventNameFilter(name=[*SCHEDULED_EVENTS, CANCELLING_EVENT, SUSPENDED_EVENT]),
             any_resource=EventAnyResourceFilter(id=[f"prefect.work-pool.{self._pool.id}"]),
         )
-        backoff = 1.0
+        backoff, lost = 1.0, False
         while not self._stopped:
             try:
                 async with get_events_subscriber(
                     filter=event_filter, reconnect_on_clean_close=True
                 ) as subscriber:
                     self._events_connected.set()
+                    if backoff > 1.0 or lost:  # suspensions the stream missed meanwhile
+                        self._spawn(self._check_suspensions(), "suspensions")
                     backoff = 1.0
                     async for event in subscriber:
                         self._on_event(event)
@@ -417,6 +430,7 @@ class WarmRunner:
             except Exception as exc:
                 _log.warning("worker %s: event stream lost (%s); polling meanwhile", self.name, exc)
             self._events_connected.clear()
+            lost = True
             self._poll_now.set()  # catch up on what the stream missed
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
@@ -431,6 +445,8 @@ class WarmRunner:
             return
         if event.event == CANCELLING_EVENT:
             self._on_cancelling(flow_run_id)
+        elif event.event == SUSPENDED_EVENT:
+            self._on_suspended(flow_run_id, event.id, event.occurred)
         else:
             self._offer(flow_run_id, None, "event")
 
@@ -456,13 +472,35 @@ class WarmRunner:
             heartbeat_interval_seconds=self.settings.poll_seconds,
         )
         due_before = datetime.now(UTC) + timedelta(seconds=self.settings.prefetch_seconds)
-        responses = await self._client.get_scheduled_flow_runs_for_work_pool(
-            work_pool_name=self.work_pool,
-            work_queue_names=self.work_queues,
-            scheduled_before=due_before,
-        )
+        responses = await self._scheduled_runs(due_before)
         for response in sorted(responses, key=_due):
             self._offer(response.flow_run.id, response.flow_run, "poll")
+        if not self._events_connected.is_set():
+            await self._check_suspensions()
+
+    async def _scheduled_runs(self, due_before: datetime) -> list[Any]:
+        """The pool's Scheduled runs due before `due_before`, the earliest first: at most as
+        many as this runner considers at once (`get_scheduled_flow_runs_for_work_pool`
+        without its limit answers up to 200 runs, each with its whole definition, and during
+        a backlog the runner polls each time a place frees up)."""
+        from prefect.client.schemas.responses import WorkerFlowRunResponse
+        from pydantic import TypeAdapter
+
+        assert self._client is not None
+        body: dict[str, Any] = {
+            "scheduled_before": str(due_before),
+            "limit": self._backlog_limit(),
+        }
+        if self.work_queues is not None:
+            body["work_queue_names"] = list(self.work_queues)
+        response = await self._client.request(
+            "POST",
+            "/work_pools/{name}/get_scheduled_flow_runs",
+            path_params={"name": self.work_pool},
+            json=body,
+        )
+        adapter = TypeAdapter(list[WorkerFlowRunResponse])
+        return adapter.validate_python(response.json())
 
     def _offer(self, flow_run_id: UUID, flow_run: FlowRun | None, found_by: str) -> None:
         """Consider a run that may be claimable (known already: ignored)."""
@@ -488,6 +526,18 @@ class WarmRunner:
         assert self._client is not None
         try:
             read_at = time.monotonic()
+            if flow_run is None and self._places.locked():
+                # Every place is taken: read the run once one is free. (Read now, it would be
+                # stale by then and read again before the claim: two reads a run.)
+                async with self._places:
+                    if self._stopping.is_set():
+                        return
+                    flow_run = await self._client.read_flow_run(flow_run_id)
+                    read_at, timeline.read = time.monotonic(), time.time()
+                    if self._claimable(flow_run) and _seconds_until(flow_run) <= 0:
+                        await self._claim_and_execute(flow_run, timeline)
+                        return
+                # Not claimable (the loop below says so), or due later: as if read at once.
             if flow_run is None:
                 flow_run = await self._client.read_flow_run(flow_run_id)
                 read_at, timeline.read = time.monotonic(), time.time()
@@ -515,20 +565,7 @@ class WarmRunner:
                     flow_run = await self._client.read_flow_run(flow_run_id)
                     if not self._claimable(flow_run) or _seconds_until(flow_run) > 0:
                         return
-                self._claiming.add(flow_run_id)
-                self._no_claims.clear()
-                try:
-                    claimed = await self._claim(flow_run)
-                finally:
-                    self._claiming.discard(flow_run_id)
-                    if not self._claiming:
-                        self._no_claims.set()
-                if not claimed:
-                    return
-                # Claimed: it runs even if the worker is stopping now (within the grace).
-                timeline.claimed = time.time()
-                self.timelines.append(timeline)
-                await self._execute(flow_run, timeline)
+                await self._claim_and_execute(flow_run, timeline)
         except ObjectNotFound:
             return  # deleted meanwhile
         except asyncio.CancelledError:
@@ -541,9 +578,31 @@ class WarmRunner:
                 self._overflowed = False
                 self._poll_now.set()
 
+    async def _claim_and_execute(self, flow_run: FlowRun, timeline: RunTimeline) -> None:
+        """Claim a run just read as Scheduled and due, and run it if this runner won it. The
+        caller holds one of the `concurrency` places."""
+        self._claiming.add(flow_run.id)
+        self._no_claims.clear()
+        try:
+            claimed = await self._claim(flow_run)
+        finally:
+            self._claiming.discard(flow_run.id)
+            if not self._claiming:
+                self._no_claims.set()
+        if not claimed:
+            return
+        # Claimed: it runs even if the worker is stopping now (within the grace).
+        timeline.claimed = time.time()
+        self.timelines.append(timeline)
+        await self._execute(flow_run, timeline)
+
     def _claimable(self, flow_run: FlowRun) -> bool:
         """A Scheduled run of an ALT_LAS deployment of this pool (and queues)."""
-        if flow_run.state is None or not flow_run.state.is_scheduled():
+        from prefect.client.schemas.objects import StateType
+
+        # The pool's scheduled-runs endpoint answers runs without `state`, only `state_type`.
+        state_type = flow_run.state.type if flow_run.state is not None else flow_run.state_type
+        if state_type is not StateType.SCHEDULED:
             return False
         if self.work_queues and flow_run.work_queue_name not in self.work_queues:
             return False
@@ -673,6 +732,97 @@ class WarmRunner:
             self.stats.crashed += 1
             _log.warning("worker %s: flow run %s crashed: %s", self.name, flow_run.id, message)
 
+    # --- suspensions -------------------------------------------------------------------------
+
+    def _on_suspended(self, flow_run_id: UUID, state_id: UUID, occurred: datetime) -> None:
+        """A run of this pool was suspended from outside: if it runs here, stop its engine."""
+        run = self._active.get(flow_run_id)
+        if run is None or run.done.done():
+            return
+        self._spawn(self._confirm_suspension(flow_run_id, state_id, occurred), "suspension")
+
+    async def _confirm_suspension(
+        self, flow_run_id: UUID, state_id: UUID, occurred: datetime
+    ) -> None:
+        """What Prefect's per-run observer does with a Suspended event: confirm it with a read
+        (retried, doubling, while the state is not visible), then mark the engine's suspension
+        request; a state superseded meanwhile (resumed) still stops the engine, or the run
+        could execute twice alongside its resumed submission."""
+        from prefect._flow_run_suspension import is_suspended_flow_run_state
+        from prefect.client.schemas.objects import State, StateType
+        from prefect.exceptions import ObjectNotFound
+
+        assert self._client is not None
+        interval = SUSPENSION_RETRY_SECONDS
+        while self._is_running_here(flow_run_id):
+            try:
+                current = (await self._client.read_flow_run(flow_run_id)).state
+            except ObjectNotFound:
+                return
+            except Exception as exc:  # tried again below
+                _log.debug("worker %s: could not read %s: %s", self.name, flow_run_id, exc)
+                current = None
+            if current is not None:
+                if current.id == state_id or is_suspended_flow_run_state(current):
+                    await self._suspend_engine(flow_run_id, current)
+                    return
+                if current.timestamp >= occurred:
+                    superseded = State(
+                        id=state_id, type=StateType.PAUSED, name="Suspended", timestamp=occurred
+                    )
+                    await self._suspend_engine(flow_run_id, superseded)
+                    return
+            await asyncio.sleep(interval)
+            interval = min(interval * 2, 10.0)
+
+    async def _check_suspensions(self) -> None:
+        """Stop the engines of this runner's runs that are Suspended in Prefect (one request):
+        after the event stream was lost, as Prefect's observer polls when its stream is."""
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterId,
+            FlowRunFilterState,
+            FlowRunFilterStateName,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+
+        running = self.running
+        if not running or self._client is None:
+            return
+        try:
+            suspended = await self._client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=running),
+                    state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=[StateType.PAUSED]),
+                        name=FlowRunFilterStateName(any_=["Suspended"]),
+                    ),
+                )
+            )
+        except Exception as exc:  # the next poll tries again
+            _log.warning("worker %s: could not check for suspended runs: %s", self.name, exc)
+            return
+        for flow_run in suspended:
+            if flow_run.state is not None:
+                await self._suspend_engine(flow_run.id, flow_run.state)
+
+    async def _suspend_engine(self, flow_run_id: UUID, state: Any) -> None:
+        """Hand the engine of a run of this process its suspension (it raises Prefect's `Pause`
+        at its next boundary). A run handed to its slot registers its request as its engine
+        sets up: until then, try again shortly."""
+        from prefect._flow_run_suspension import mark_flow_run_suspension_requested
+
+        while self._is_running_here(flow_run_id):
+            if mark_flow_run_suspension_requested(flow_run_id, state):
+                _log.info("worker %s: flow run %s was suspended", self.name, flow_run_id)
+                return
+            await asyncio.sleep(0.05)
+
+    def _is_running_here(self, flow_run_id: UUID) -> bool:
+        run = self._active.get(flow_run_id)
+        return run is not None and not run.done.done()
+
     # --- cancelling --------------------------------------------------------------------------
 
     def _on_cancelling(self, flow_run_id: UUID) -> None:
@@ -783,7 +933,12 @@ async def _run_flow(flow_run: FlowRun) -> object:
     from interpreter.run.flow import named_flow
 
     workflow_id = str(flow_run.parameters["definition"].get("id") or "altlas-workflow")
-    result: Any = run_flow(named_flow(workflow_id), flow_run=flow_run, return_type="state")
+    # Without its deployment id the engine starts no suspension observer of its own: the
+    # runner watches suspensions for all its runs (`WarmRunner._on_suspended`). The engine
+    # reads the run again, with its deployment, before the flow starts (its context, the
+    # heartbeats and the logs have it).
+    engine_view = flow_run.model_copy(update={"deployment_id": None})
+    result: Any = run_flow(named_flow(workflow_id), flow_run=engine_view, return_type="state")
     if inspect.isawaitable(result):
         result = await result
     return result
@@ -828,7 +983,8 @@ def _warn_not_ours(flow_run_id: UUID, pool: str) -> None:
 
 def zombie_automation_spec(*, within_seconds: int = 90) -> Any:
     """The automation (`AutomationCore`) that marks an ALT_LAS flow run Crashed when no
-    heartbeat, and no final state, follows its last heartbeat within `within_seconds`.
+    heartbeat, and no final state, follows its last heartbeat (or its start) within
+    `within_seconds`.
 
     Prefect's documented "zombie flows" automation, limited to runs tagged `altlas` (other
     runs on the server may send heartbeats at other intervals).
@@ -848,7 +1004,9 @@ def zombie_automation_spec(*, within_seconds: int = 90) -> Any:
             "deployments.runner.ensure_zombie_automation."
         ),
         trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"},
+            # From Running too: a worker killed before the run's first heartbeat reached
+            # Prefect would otherwise leave it Running for ever.
+            after={"prefect.flow-run.heartbeat", "prefect.flow-run.Running"},
             expect={"prefect.flow-run.heartbeat", *FINAL_RUN_EVENTS},
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
             match_related=ResourceSpecification(

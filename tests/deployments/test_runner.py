@@ -201,6 +201,25 @@ async def test_a_run_scheduled_ahead_starts_when_due_not_before(
     assert flow_run.start_time.timestamp() - due.timestamp() < POLL_SECONDS
 
 
+async def test_runs_created_before_the_worker_started_are_claimed_by_its_poll(
+    client: PrefectClient,
+) -> None:
+    """The Scheduled events of these runs were sent before the runner listened: only its poll
+    can find them (Prefect's pool endpoint answers runs without `state`, only `state_type`)."""
+    from deployments.sync import ensure_work_pool
+
+    pool = unique("poll-pool")
+    await ensure_work_pool(client, pool)
+    deployment_id = await deploy(client, pool, chain_definition(unique("early")))
+    created = [await client.create_flow_run_from_deployment(deployment_id) for _ in range(3)]
+    async with WarmRunner(work_pool=pool, concurrency=2, settings=SETTINGS):
+        ended = [await finished(client, flow_run.id) for flow_run in created]
+    assert [run.state.name if run.state else None for run in ended] == ["Completed"] * 3
+    for flow_run in created:  # claimed by the first poll, not once Prefect called them Late
+        names = [state.name for state in await client.read_flow_run_states(flow_run.id)]
+        assert "Late" not in names, names
+
+
 async def test_cancelling_in_prefect_stops_a_running_delay_at_once(
     runner: WarmRunner, client: PrefectClient, work_pool: str
 ) -> None:
@@ -283,7 +302,7 @@ async def test_the_zombie_automation_exists_once_after_two_ensure_calls(
     assert [a.id for a in found] == [first] == [second]
     (automation,) = found
     trigger: Any = automation.trigger
-    assert trigger.after == {"prefect.flow-run.heartbeat"}
+    assert trigger.after == {"prefect.flow-run.heartbeat", "prefect.flow-run.Running"}
     assert trigger.posture == "Proactive"
     assert trigger.within == timedelta(seconds=SETTINGS.zombie_after_seconds)
     assert automation.actions[0].type == "change-flow-run-state"

@@ -43,7 +43,9 @@ ROOT = Path(__file__).resolve().parents[2]
 START_SECONDS = 180.0
 """Longest any one process may take to become ready."""
 
-FLOW_RUN_URL = re.compile(r"/runs/flow-run/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
+FLOW_RUN_URL = re.compile(
+    r"/runs/flow-run/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+)
 """What Prefect's engine logs as a run begins (`View at <ui>/runs/flow-run/<id>`): in a
 worker's log it names every flow run that worker executed."""
 
@@ -58,10 +60,14 @@ def free_port() -> int:
         return port
 
 
+CLAIM_KEY = "altlas:topology:claimed"
+"""Set in a Redis database a topology uses, so that `empty_redis_db` passes it over."""
+
+
 @dataclass(frozen=True)
 class RedisAddress:
     """A Redis server and the database number the topology uses there (flushed at start and
-    at stop: give it a database nothing else uses)."""
+    at stop: give it a database nothing else uses, e.g. from `empty_redis_db`)."""
 
     host: str = "127.0.0.1"
     port: int = 6379
@@ -71,11 +77,14 @@ class RedisAddress:
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/{self.db}"
 
-    def flush(self) -> None:
+    def flush(self, *, keep_claim: bool = False) -> None:
+        """Empty the database; with `keep_claim`, mark it as taken again at once."""
         import redis
 
         with redis.Redis(host=self.host, port=self.port, db=self.db) as connection:
             connection.flushdb()
+            if keep_claim:
+                connection.set(CLAIM_KEY, str(os.getpid()))
 
 
 def redis_answers(host: str = "127.0.0.1", port: int = 6379) -> bool:
@@ -90,16 +99,18 @@ def redis_answers(host: str = "127.0.0.1", port: int = 6379) -> bool:
 
 
 def empty_redis_db(host: str = "127.0.0.1", port: int = 6379, *, first: int = 1) -> int:
-    """The lowest database number ≥ `first` that holds no keys (so that two topologies on one
-    Redis server do not share one)."""
+    """The lowest database number ≥ `first` that holds no keys, claimed (a key marks it taken,
+    atomically) so that two topologies on one Redis server never share one."""
     import redis
 
     with redis.Redis(host=host, port=port) as connection:
         databases = int(connection.config_get("databases").get("databases", 16))
     for number in range(first, databases):
         with redis.Redis(host=host, port=port, db=number) as connection:
-            if connection.dbsize() == 0:
-                return number
+            if connection.dbsize() == 0 and connection.set(CLAIM_KEY, str(os.getpid()), nx=True):
+                if connection.dbsize() == 1:  # nothing else arrived meanwhile
+                    return number
+                connection.delete(CLAIM_KEY)
     raise RuntimeError(f"every Redis database {first}..{databases - 1} holds keys; flush one")
 
 
@@ -116,6 +127,8 @@ class Process:
     """Whether it is ready to serve (checked every 0.2 s after a start)."""
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     starts: int = 0
+    log_offset: int = 0
+    """Where the output of its latest start begins in `log`."""
 
     def start(self) -> None:
         """Start it (returns at once; `wait_ready` waits)."""
@@ -123,8 +136,9 @@ class Process:
             raise RuntimeError(f"{self.name} is running already")
         self.starts += 1
         with self.log.open("ab") as log:
-            log.write(f"\n===== start {self.starts} at {time.strftime('%H:%M:%S')} =====\n".encode())
+            log.write(f"\n===== start {self.starts} at {time.strftime('%T')} =====\n".encode())
             log.flush()
+            self.log_offset = log.tell()
             self.popen = subprocess.Popen(
                 self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT,
                 start_new_session=True,
@@ -164,19 +178,42 @@ class Process:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
         self.kill()
         with contextlib.suppress(ProcessLookupError):  # children that outlived the leader
             os.killpg(self.popen.pid, signal.SIGKILL)
 
     def log_text(self) -> str:
+        """Its whole log (every start)."""
         try:
             return self.log.read_text(errors="replace")
         except OSError:
             return ""
+
+    def log_since_start(self) -> str:
+        """What it wrote since its latest start."""
+        try:
+            with self.log.open("rb") as log:
+                log.seek(self.log_offset)
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the processes of its group that are alive,
+        and by the children they reaped (`/proc/<pid>/stat`)."""
+        if self.popen is None:
+            return 0.0
+        ticks = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            if int(fields[2]) == self.popen.pid:  # its process group
+                ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _http_ok(url: str, expected: object = None) -> bool:
@@ -196,7 +233,8 @@ def _http_ok(url: str, expected: object = None) -> bool:
 
 
 def _log_says(text: str) -> Callable[[Process], bool]:
-    return lambda process: text in process.log_text()
+    """Whether the process wrote `text` since its latest start."""
+    return lambda process: text in process.log_since_start()
 
 
 @dataclass
@@ -334,9 +372,7 @@ class Topology:
 
     # --- the processes ----------------------------------------------------------------------
 
-    def _prefect(
-        self, name: str, args: list[str], *, ready: Callable[[Process], bool]
-    ) -> Process:
+    def _prefect(self, name: str, args: list[str], *, ready: Callable[[Process], bool]) -> Process:
         return Process(
             name=name,
             command=[sys.executable, "-m", "prefect", *args],
@@ -347,11 +383,12 @@ class Topology:
 
     def _replica(self, index: int) -> Process:
         port = self.replica_ports[index]
+        serve = ["server", "start", "--no-services", "--no-ui", "--host", "127.0.0.1"]
         return self._prefect(
             f"prefect-api-{index + 1}",
-            ["server", "start", "--no-services", "--no-ui", "--host", "127.0.0.1", "--port", str(port)],
+            [*serve, "--port", str(port)],
             ready=lambda _: _http_ok(f"http://127.0.0.1:{port}/api/health", True),
-        )  # fmt: skip
+        )
 
     def _facade(self, index: int) -> Process:
         name = f"facade-{index + 1}"
@@ -391,7 +428,7 @@ class Topology:
     def start(self) -> None:
         """Start everything in order (module docstring); `timings` says how long each took."""
         began = time.monotonic()
-        self.settings.redis.flush()
+        self.settings.redis.flush(keep_claim=True)
         step = time.monotonic()
         self._run_once(
             "prefect-migrate",
@@ -431,7 +468,7 @@ class Topology:
     def stop(self) -> None:
         """SIGTERM every process (workers and facades first), SIGKILL what remains."""
         for group in (self.workers, self.facades, [self.services], self.replicas):
-            with ThreadPoolExecutor(len(group)) as pool:
+            with ThreadPoolExecutor(max(1, len(group))) as pool:
                 list(pool.map(lambda process: process.terminate(timeout=5), group))
         with contextlib.suppress(Exception):
             self.settings.redis.flush()
@@ -476,6 +513,10 @@ class Topology:
         says (`View at .../runs/flow-run/<id>`; a run it began twice appears twice)."""
         return FLOW_RUN_URL.findall(self.workers[index].log_text())
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds each process (by name) has used so far (see `Process.cpu_seconds`)."""
+        return {process.name: process.cpu_seconds() for process in self.processes}
+
     def dump_logs(self, out: TextIO, *, lines: int = 150) -> None:
         """The last `lines` lines of every process's log (and of the one-off commands)."""
         for log in sorted(self.settings.workdir.glob("*.log")):
@@ -486,6 +527,7 @@ class Topology:
 
 
 __all__ = [
+    "CLAIM_KEY",
     "FLOW_RUN_URL",
     "Process",
     "RedisAddress",
