@@ -29,7 +29,7 @@ import httpx
 import pytest
 from prefect import get_client
 
-from pieces.triggers.event import MAX_PAYLOAD_DEPTH
+from pieces.base import MAX_JSON_DEPTH
 from tests.api.conftest import LiveService
 from tests.support.api import ApiClient, problem_of, unique
 
@@ -503,15 +503,15 @@ def test_invalid_json_under_a_json_content_type_is_400(hooks: Hooks) -> None:
     unsigned = hooks.post(workflow_id, "gh", broken, {"X-Hub-Signature-256": "sha256=" + "0" * 64})
     assert problem_of(unsigned)["status"] == 401
     # Deeply nested JSON is a 400, never a 500, nor a run that could never start (Prefect
-    # serialises no more than about 250 levels): at most MAX_PAYLOAD_DEPTH levels are taken.
-    for depth in (100_000, 950, 300, MAX_PAYLOAD_DEPTH + 1):
+    # serialises no more than about 250 levels): at most MAX_JSON_DEPTH levels are taken.
+    for depth in (100_000, 950, 300, MAX_JSON_DEPTH + 1):
         deep = nested(depth)
         too_deep = problem_of(hooks.deliver(workflow_id, "gh", deep))
         assert too_deep["status"] == 400, (depth, too_deep)
         assert too_deep["type"] == "/problems/bad-json"
     assert hooks.runs(workflow_id) == []
     deepest = hooks.accepted(
-        hooks.deliver(workflow_id, "gh", nested(MAX_PAYLOAD_DEPTH)), workflow_id, "gh"
+        hooks.deliver(workflow_id, "gh", nested(MAX_JSON_DEPTH)), workflow_id, "gh"
     )
     handed_to_prefect(hooks, deepest["id"])
     # The same bytes as text are a text body: no payload, no JSON to parse.
@@ -732,7 +732,7 @@ def test_form_and_text_bodies_reach_templates_and_the_run_completes(hooks: Hooks
         ("slack", form, "application/x-www-form-urlencoded"),
         ("open", b"caf\xe9 au lait\n", "text/plain; charset=latin-1"),
         ("open", b"bad \xff\xfe bytes", "text/plain"),
-        ("open", nested(MAX_PAYLOAD_DEPTH), "application/json"),  # as deep as is taken
+        ("open", nested(MAX_JSON_DEPTH), "application/json"),  # as deep as is taken
     ]
     run_ids = []
     for trigger_id, body, content_type in deliveries:
@@ -769,4 +769,4 @@ def test_form_and_text_bodies_reach_templates_and_the_run_completes(hooks: Hooks
     assert broken_seen["body"] == "bad \ufffd\ufffd bytes"
     assert broken_seen["credentials"] == []
     assert broken_seen["trigger"] == "open"
-    assert deep_seen["payload"] == json.loads(nested(MAX_PAYLOAD_DEPTH))
+    assert deep_seen["payload"] == json.loads(nested(MAX_JSON_DEPTH))
