@@ -8,6 +8,7 @@ at start-up. `deployment_id` finds the deployment runs are created from (cached 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from uuid import UUID
 
 from prefect import get_client
@@ -78,8 +79,14 @@ async def workflow_removed(service: Service, tenant_id: str, workflow_id: str) -
         raise
 
 
+def forget_deployment_id(tenant_id: str, workflow_id: str) -> None:
+    """Forget the workflow's deployment id: Prefect no longer knows it (the deployment was
+    replaced through another API process); the next `deployment_id` reads it by name."""
+    _deployment_ids.pop((tenant_id, workflow_id), None)
+
+
 async def deployment_id(tenant_id: str, workflow_id: str) -> UUID:
-    """The id of the workflow's deployment."""
+    """The id of the workflow's deployment (read by name once, then kept)."""
     found = _deployment_ids.get((tenant_id, workflow_id))
     if found is None:
         async with get_client() as client:
@@ -99,11 +106,16 @@ async def prepare_prefect(service: Service) -> None:
 async def reconcile_all(service: Service) -> ReconcileReport:
     """Make Prefect's deployments match every workflow of every tenant (idempotent): one
     deployment each, paused for a disabled workflow; deployments of deleted workflows go."""
+    read_at = datetime.now(UTC)
     async with service.database.session() as session:
         rows = await list_enabled_workflows(session, include_disabled=True)
     specs = [spec_of(row, version) for row, version in rows]
     async with get_client() as client:
         await ensure_work_pool(client, service.work_pool)
         return await reconcile(
-            client, specs, work_pool=service.work_pool, entrypoint=SERVICE_ENTRYPOINT
+            client,
+            specs,
+            work_pool=service.work_pool,
+            entrypoint=SERVICE_ENTRYPOINT,
+            specs_read_at=read_at,
         )

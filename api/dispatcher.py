@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
-from api.deployment_sync import deployment_id
+from api.deployment_sync import deployment_id, forget_deployment_id
 from api.prefect_gateway import is_transport_error
 from api.service import Service
 from api.store import runs as store
@@ -57,20 +58,22 @@ class Dispatcher:
             self._queue.put_nowait(run_id)
 
     async def run_forever(self) -> None:
-        """Dispatch submitted runs as they come, and sweep for forgotten ones."""
-        sweeper = asyncio.ensure_future(self._sweep_forever())
-        try:
-            while True:
-                run_id = await self._queue.get()
-                await self._slots.acquire()
-                task = asyncio.ensure_future(self._dispatch_and_release(run_id))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-        finally:
-            sweeper.cancel()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(sweeper, *self._tasks, return_exceptions=True)
+        """Dispatch submitted runs as they come, and sweep for forgotten ones. One Prefect
+        client serves every dispatch meanwhile (a new one per run cost 25-75 ms a creation)."""
+        async with self._service.prefect.connected():
+            sweeper = asyncio.ensure_future(self._sweep_forever())
+            try:
+                while True:
+                    run_id = await self._queue.get()
+                    await self._slots.acquire()
+                    task = asyncio.ensure_future(self._dispatch_and_release(run_id))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            finally:
+                sweeper.cancel()
+                for task in list(self._tasks):
+                    task.cancel()
+                await asyncio.gather(sweeper, *self._tasks, return_exceptions=True)
 
     async def _dispatch_and_release(self, run_id: str) -> None:
         try:
@@ -98,6 +101,11 @@ class Dispatcher:
             runs = await store.list_runs_by_state(
                 session, states=[RunState.ACCEPTED], due_before=due, limit=500
             )
+        # In random order: with several API processes, each one's sweep finds the backlog the
+        # others are working through in order; dispatched in the same order, most runs were
+        # created twice (the second request answered by Prefect's idempotency key, at the
+        # server's full cost).
+        random.shuffle(runs)
         for run in runs:
             self.submit(run.id)
         return len(runs)
@@ -144,6 +152,13 @@ class Dispatcher:
         except ObjectNotFound:
             await self._fail(run, "the workflow has no Prefect deployment (was it deleted?)")
             return True
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code != 404:
+                raise
+            # The deployment id this process kept is gone (replaced through another process):
+            # the next try reads it by name, and fails the run if there is none.
+            forget_deployment_id(run.tenant_id, run.workflow_id)
+            return False
         except Exception as exc:
             if is_transport_error(exc):
                 _log.warning("Prefect unreachable; run %s stays accepted", run.id)

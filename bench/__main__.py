@@ -1,15 +1,15 @@
-"""`python -m bench [overhead] [validation] [parallel] [latency] [api]`: run benchmarks (default:
-all)."""
+"""`python -m bench [overhead] [validation] [parallel] [latency] [api] [hooks]`: run benchmarks
+(default: all)."""
 
 from __future__ import annotations
 
 import sys
 
-NEEDS_SERVER = {"overhead", "parallel", "latency", "api"}
+NEEDS_SERVER = {"overhead", "parallel", "latency", "api", "hooks"}
 
 
 def main(argv: list[str]) -> None:
-    chosen = argv or ["validation", "overhead", "parallel", "latency", "api"]
+    chosen = argv or ["validation", "overhead", "parallel", "latency", "api", "hooks"]
     from bench.server import prefect_server
 
     if not NEEDS_SERVER & set(chosen):
@@ -22,7 +22,7 @@ def main(argv: list[str]) -> None:
 def _run(chosen: list[str]) -> None:
     # Imported only now: Prefect reads PREFECT_API_URL when it is first imported, and the
     # server's address is known only once it has started.
-    from bench import api, latency, overhead, parallel, validation
+    from bench import api, hooks, latency, overhead, parallel, validation
 
     modules = {
         "overhead": overhead,
@@ -30,6 +30,7 @@ def _run(chosen: list[str]) -> None:
         "parallel": parallel,
         "latency": latency,
         "api": api,
+        "hooks": hooks,
     }
     for name in chosen:
         modules[name].main()

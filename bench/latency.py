@@ -16,13 +16,27 @@ paths it shows the CPU time per run of the Prefect server's processes and of the
 Prefect's worker, with the Python processes it starts per run; for the warm runner, this whole
 process, the benchmark's own client included), less what they use idle.
 
-`ALTLAS_BENCH_LATENCY_RUNS` sets the number of runs per path (default 30).
+The same workflow is also run through the service, as a client starts it: the API (one
+`uvicorn` process, its dispatcher inside) and the service's warm worker (a process of its own),
+on a fresh PostgreSQL store (`bench.hooks.running_service`), `RUNS` runs through `startRun` and
+`RUNS` through a signed webhook delivery (`hmac-sha256`, a delivery id of its own each),
+alternately, one at a time, each timed from the moment its request is sent: the 202, the flow
+run's creation by the dispatcher, the `Scheduled` event reaching the worker, the claim, the
+run's thread, Prefect's Running and Completed states, and the recorder's commits of `running`
+and `completed` to the store (what getRun shows). With the Prefect API requests per run of the
+dispatcher, the runner and the engine (counted in their processes). **Target: p50 <= 150 ms
+to Running and <= 250 ms to Completed.**
+
+`ALTLAS_BENCH_LATENCY_RUNS` sets the number of runs of the warm runner and of each API path
+(default 50), `ALTLAS_BENCH_LATENCY_PROCESS_RUNS` those of the process worker (default 10:
+each takes ~10 s), `ALTLAS_BENCH_LATENCY_PATHS` the paths (`warm,api,process`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -34,7 +48,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -45,7 +60,9 @@ if TYPE_CHECKING:
 
     from deployments.runner import RunTimeline, WarmRunner
 
-RUNS = int(os.environ.get("ALTLAS_BENCH_LATENCY_RUNS", "30"))
+RUNS = int(os.environ.get("ALTLAS_BENCH_LATENCY_RUNS", "50"))
+PROCESS_RUNS = int(os.environ.get("ALTLAS_BENCH_LATENCY_PROCESS_RUNS", "10"))
+PATHS = os.environ.get("ALTLAS_BENCH_LATENCY_PATHS", "warm,api,process").split(",")
 PAUSE_SECONDS = 0.5
 POLL_SECONDS = 0.2
 """How often the benchmark reads a run while it waits (the figures come from Prefect's
@@ -289,11 +306,14 @@ async def process_path(client: PrefectClient, api_url: str) -> dict[str, Any]:
         server, process_worker = CpuMeter.of_server(), CpuMeter(pid=worker.pid)
         await asyncio.gather(server.idle(), process_worker.idle())
         figures = []
-        for _ in range(RUNS):
+        for _ in range(PROCESS_RUNS):
             await asyncio.sleep(PAUSE_SECONDS)
             figures.append(await one_run(client, deployment_id, poll=POLL_SECONDS))
         await asyncio.sleep(5)  # the last run's process exits and is reaped
-        cpu = {"server": server.per_run(RUNS), "worker": process_worker.per_run(RUNS)}
+        cpu = {
+            "server": server.per_run(PROCESS_RUNS),
+            "worker": process_worker.per_run(PROCESS_RUNS),
+        }
         return {"figures": figures, "cpu": cpu}
     except RuntimeError as exc:
         raise RuntimeError(f"{exc}; the worker's log: {log}") from None
@@ -325,11 +345,178 @@ async def measure() -> dict[str, Any]:
 
     api_url = str(PREFECT_API_URL.value())
     counter = RequestCounter()
+    found: dict[str, Any] = {"requests": counter.counts}
     async with get_client() as client:
-        with counter.installed():
-            warm = await warm_path(client, counter)
-        process = await process_path(client, api_url)
-    return {"warm": warm, "process": process, "requests": counter.counts}
+        if "warm" in PATHS:
+            with counter.installed():
+                found["warm"] = await warm_path(client, counter)
+        if "process" in PATHS:
+            found["process"] = await process_path(client, api_url)
+    return found
+
+
+# --- through the service: startRun and a webhook --------------------------------------------------
+
+
+@dataclass
+class ApiRun:
+    """One run started through the API; `time.time()` seconds, and when it was seen."""
+
+    path: str
+    run_id: str
+    sent: float
+    answered: float
+    state: str = ""
+    flow_run_id: str = ""
+    prefect: dict[str, float] = field(default_factory=dict)  # created, RUNNING, COMPLETED
+
+
+def api_paths() -> dict[str, Any]:
+    """`RUNS` runs through startRun and `RUNS` through a signed webhook, alternately, on a
+    service of their own (store, API, worker); the runs, and what the worker and the API
+    recorded."""
+    from bench.hooks import provision, read_records, running_service, start_worker
+
+    with running_service(processes=1, gated=False) as service:
+        asyncio.run(provision(service))
+        start_worker(service)
+        runs = asyncio.run(_api_runs(service))
+    worker, api = read_records(service)  # written by the processes as they stopped
+    return {"runs": runs, "worker": worker, "api": api}
+
+
+async def _api_runs(service: Any) -> list[ApiRun]:
+    from prefect import get_client
+
+    from bench.hooks import WORKFLOW_ID, HttpConnection, delivery
+
+    connection = HttpConnection(service.servers[0].url)
+    auth = {"Authorization": f"Bearer {service.key}", "Content-Type": "application/json"}
+
+    async def start(path: str, n: int) -> ApiRun:
+        if path == "startRun":
+            body = json.dumps({"parameters": {"n": n}}).encode()
+            target, headers = f"/v1/workflows/{WORKFLOW_ID}/runs", auth
+        else:
+            body, headers = delivery("signed", n)
+            target = service.hook_path("signed")
+        sent = time.time()
+        status, answer = await connection.request("POST", target, body, headers)
+        answered = time.time()
+        if status != 202:
+            raise RuntimeError(f"{path}: {status} {answer[:300]!r}")
+        found = json.loads(answer)
+        return ApiRun(path, found.get("run_id") or found["id"], sent, answered)
+
+    async def wait(run: ApiRun) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            await asyncio.sleep(POLL_SECONDS)
+            _, answer = await connection.request("GET", f"/v1/runs/{run.run_id}", b"", auth)
+            found = json.loads(answer)
+            if found["state"] in ("completed", "failed", "timed_out", "cancelled", "crashed"):
+                run.state, run.flow_run_id = found["state"], found["flow_run_id"]
+                return
+        raise RuntimeError(f"run {run.run_id} did not finish within 120 s")
+
+    for path in ("startRun", "webhook"):  # warm-up: the first run of each path
+        await wait(await start(path, 0))
+    runs = []
+    for number in range(2 * RUNS):
+        await asyncio.sleep(PAUSE_SECONDS)
+        run = await start(("startRun", "webhook")[number % 2], number)
+        await wait(run)
+        runs.append(run)
+    await connection.close()
+    async with get_client() as client:
+        for run in runs:
+            flow_run = await client.read_flow_run(UUID(run.flow_run_id))
+            assert flow_run.created is not None
+            run.prefect["created"] = flow_run.created.timestamp()
+            states = sorted(await client.read_flow_run_states(flow_run.id), key=_at)
+            for state in states:
+                run.prefect.setdefault(state.type.value, state.timestamp.timestamp())
+    return runs
+
+
+def _at(state: Any) -> float:
+    stamp: float = state.timestamp.timestamp()
+    return stamp
+
+
+API_STAGES = (
+    "request → 202 (accepted: recorded, committed)",
+    "202 → flow run created (dispatcher)",
+    "created → Scheduled event at the worker",
+    "event → claimed (read, Pending, history check)",
+    "claimed → the run's thread",
+    "thread → Prefect Running (engine set-up)",
+    "Running → running committed to the store",
+    "Running → Prefect Completed (flow)",
+    "Prefect Completed → completed in the store",
+)
+
+
+def api_stages(runs: list[ApiRun], worker: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per path: the median of each stage (`API_STAGES`), and p50/p95 to Running and
+    Completed (Prefect's states) and to the store's `running` / `completed`."""
+    found: dict[str, dict[str, list[float]]] = {}
+    for run in runs:
+        t = worker.get("timelines", {}).get(run.flow_run_id, {})
+        stored = worker.get("stored", {}).get(run.run_id, {})
+        p = run.prefect
+        if not t.get("claimed") or "RUNNING" not in p or "COMPLETED" not in p:
+            continue
+        marks = {
+            API_STAGES[0]: run.answered - run.sent,
+            API_STAGES[1]: p["created"] - run.answered,
+            API_STAGES[2]: t["offered"] - p["created"],
+            API_STAGES[3]: t["claimed"] - t["offered"],
+            API_STAGES[4]: t["started"] - t["claimed"],
+            API_STAGES[5]: p["RUNNING"] - t["started"],
+            API_STAGES[6]: stored.get("running", float("nan")) - p["RUNNING"],
+            API_STAGES[7]: p["COMPLETED"] - p["RUNNING"],
+            API_STAGES[8]: stored.get("completed", float("nan")) - p["COMPLETED"],
+            "→ Running": p["RUNNING"] - run.sent,
+            "→ Completed": p["COMPLETED"] - run.sent,
+            "→ running in the store": stored.get("running", float("nan")) - run.sent,
+            "→ completed in the store": stored.get("completed", float("nan")) - run.sent,
+        }
+        for name, value in marks.items():
+            found.setdefault(run.path, {}).setdefault(name, []).append(value)
+    table: dict[str, dict[str, float]] = {}
+    for path, marks_of in found.items():
+        row = table[path] = {}
+        for name, values in marks_of.items():
+            values = [v for v in values if v == v]  # no NaN
+            if not values:
+                continue
+            row[name] = statistics.median(values)
+            if name.startswith("→"):
+                row[name + " p95"] = _p(values, 0.95)
+    return table
+
+
+def engine_stages(runs: list[ApiRun], worker: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per path: the medians between consecutive points of a run in the worker (the runner's
+    thread start, then `bench.hooks.ENGINE_MARKS`), in seconds."""
+    from bench.hooks import ENGINE_MARKS
+
+    found: dict[str, dict[str, list[float]]] = {}
+    for run in runs:
+        t = worker.get("timelines", {}).get(run.flow_run_id, {})
+        marks = worker.get("marks", {}).get(run.flow_run_id, {})
+        if not t.get("started") or not marks:
+            continue
+        points = [("the run's thread started", t["started"])]
+        points += [(label, marks[label]) for label in ENGINE_MARKS if label in marks]
+        for (before, at), (label, then) in pairwise(points):
+            name = f"{before} → {label}"
+            found.setdefault(run.path, {}).setdefault(name, []).append(then - at)
+    return {
+        path: {name: statistics.median(values) for name, values in steps.items()}
+        for path, steps in found.items()
+    }
 
 
 def _p(values: list[float], q: float) -> float:
@@ -338,63 +525,131 @@ def _p(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def _stats(running: list[float], completed: list[float]) -> dict[str, float]:
+    return {
+        "running_p50": statistics.median(running),
+        "running_p95": _p(running, 0.95),
+        "completed_p50": statistics.median(completed),
+        "completed_p95": _p(completed, 0.95),
+    }
+
+
 def main() -> dict[str, Any]:
-    found = asyncio.run(measure())
-    warm: list[RunFigures] = found["warm"]["figures"]
-    process: list[RunFigures] = found["process"]["figures"]
-    rows = {"warm runner": warm, "process worker": process}
-    print(f"\n(d) trigger latency, 3-node core.transform workflow, {RUNS} runs per path")
-    print(f"  {'path':<16} {'→ Running p50':>14} {'p95':>7} {'→ Completed p50':>16} {'p95':>7}")
+    load = [os.getloadavg()[0]]
+    found = asyncio.run(measure()) if {"warm", "process"} & set(PATHS) else {"requests": {}}
+    load.append(os.getloadavg()[0])
+    if "api" in PATHS:
+        found["api"] = api_paths()
+        load.append(os.getloadavg()[0])
+    print(
+        f"\n(d) trigger latency, 3-node core.transform workflow; {RUNS} runs per path, "
+        f"{PROCESS_RUNS} for the process worker (load average {min(load):.1f}-{max(load):.1f})"
+    )
+    print(f"  {'path (timed from)':<40} {'→ Running p50':>14} {'p95':>7} {'→ Completed p50':>16} "
+          f"{'p95':>7}")  # fmt: skip
     stats: dict[str, dict[str, float]] = {}
-    for name, runs in rows.items():
-        running = [r.running for r in runs]
-        completed = [r.completed for r in runs]
-        stats[name] = {
-            "running_p50": statistics.median(running),
-            "running_p95": _p(running, 0.95),
-            "completed_p50": statistics.median(completed),
-            "completed_p95": _p(completed, 0.95),
-        }
-        s = stats[name]
+    if "warm" in found:
+        warm: list[RunFigures] = found["warm"]["figures"]
+        stats["warm runner (flow run created)"] = _stats(
+            [r.running for r in warm], [r.completed for r in warm]
+        )
+    stages: dict[str, dict[str, float]] = {}
+    if "api" in found:
+        stages = api_stages(found["api"]["runs"], found["api"]["worker"])
+        for path, row in stages.items():
+            stats[f"API {path} (request sent)"] = {
+                "running_p50": row["→ Running"],
+                "running_p95": row["→ Running p95"],
+                "completed_p50": row["→ Completed"],
+                "completed_p95": row["→ Completed p95"],
+            }
+            if "→ completed in the store" in row:
+                stats[f"API {path}: the store (getRun)"] = {
+                    "running_p50": row["→ running in the store"],
+                    "running_p95": row["→ running in the store p95"],
+                    "completed_p50": row["→ completed in the store"],
+                    "completed_p95": row["→ completed in the store p95"],
+                }
+    if "process" in found:
+        process: list[RunFigures] = found["process"]["figures"]
+        stats["process worker (flow run created)"] = _stats(
+            [r.running for r in process], [r.completed for r in process]
+        )
+    for name, s in stats.items():
         print(
-            f"  {name:<16} {s['running_p50']:>13.3f}s {s['running_p95']:>6.3f}s "
+            f"  {name:<40} {s['running_p50']:>13.3f}s {s['running_p95']:>6.3f}s "
             f"{s['completed_p50']:>15.3f}s {s['completed_p95']:>6.3f}s"
         )
-    ratio = {k: stats["process worker"][k] / stats["warm runner"][k] for k in stats["warm runner"]}
-    print(
-        f"  {'ratio':<16} {ratio['running_p50']:>13.1f}x {ratio['running_p95']:>6.1f}x "
-        f"{ratio['completed_p50']:>15.1f}x {ratio['completed_p95']:>6.1f}x  (process / warm)"
-    )
-    not_completed = [r.state for r in warm + process if r.state != "Completed"]
-    if not_completed:
-        print(f"  runs that did not complete: {Counter(not_completed)}")
-    pending = [r.pending for r in process if r.pending is not None]
-    if pending:
-        print(
-            f"  process worker: claimed (Pending) after {statistics.median(pending):.2f}s p50, "
-            f"then {statistics.median(r.running - (r.pending or 0) for r in process):.2f}s "
-            "to Running (a new Python process)"
-        )
+    ratio: dict[str, float] = {}
+    process_row = stats.get("process worker (flow run created)")
+    fastest = [k for k in stats if k.startswith(("API", "warm")) and "store" not in k]
+    if process_row and fastest:
+        for name in fastest:
+            ratio[name] = process_row["completed_p50"] / stats[name]["completed_p50"]
+        print("  process worker / path, Completed p50: " + ", ".join(
+            f"{name.split(' (')[0]} {value:.1f}x" for name, value in ratio.items()
+        ))  # fmt: skip
+    runs_all: list[Any] = []
+    for key in ("warm", "process"):
+        runs_all += [r.state for r in found.get(key, {}).get("figures", [])]
+    bad = [s for s in runs_all if s != "Completed"]
+    bad += [r.state for r in found.get("api", {}).get("runs", []) if r.state != "completed"]
+    if bad:
+        print(f"  runs that did not complete: {Counter(bad)}")
+    if "process" in found:
+        process = found["process"]["figures"]
+        pending = [r.pending for r in process if r.pending is not None]
+        if pending:
+            print(
+                f"  process worker: claimed (Pending) after {statistics.median(pending):.2f}s "
+                f"p50, then {statistics.median(r.running - (r.pending or 0) for r in process):.2f}"
+                "s to Running (a new Python process)"
+            )
     for name, key in (("warm runner", "warm"), ("process worker", "process")):
-        cpu = found[key]["cpu"]
-        print(
-            f"  CPU per run, {name}: Prefect server {cpu['server'] * 1000:.0f} ms, "
-            f"worker {cpu['worker'] * 1000:.0f} ms"
-        )
-    print("  warm runner, where the time goes (medians):")
-    for step, seconds in found["warm"]["profile"].items():
-        print(f"    {step:<36} {seconds * 1000:7.0f} ms")
-    requests: Counter[tuple[str, str]] = found["requests"]
-    for who in ("runner", "engine"):
-        mine = {k[1]: v / RUNS for k, v in requests.items() if k[0] == who}
-        total = sum(mine.values())
-        detail = ", ".join(
-            f"{path} {n:.1f}" for path, n in sorted(mine.items(), key=lambda i: -i[1])
-        )
-        print(f"  API requests per run by the {who}: {total:.1f} ({detail})")
-    return {
-        "stats": stats,
-        "ratio": ratio,
-        "profile": found["warm"]["profile"],
-        "cpu": {"warm": found["warm"]["cpu"], "process": found["process"]["cpu"]},
-    }
+        if key in found:
+            cpu = found[key]["cpu"]
+            print(
+                f"  CPU per run, {name}: Prefect server {cpu['server'] * 1000:.0f} ms, "
+                f"worker {cpu['worker'] * 1000:.0f} ms"
+            )
+    if "warm" in found:
+        print("  warm runner, where the time goes (medians):")
+        for step, seconds in found["warm"]["profile"].items():
+            print(f"    {step:<36} {seconds * 1000:7.0f} ms")
+        requests: Counter[tuple[str, str]] = found["requests"]
+        for who in ("runner", "engine"):
+            mine = {k[1]: v / RUNS for k, v in requests.items() if k[0] == who}
+            total = sum(mine.values())
+            detail = ", ".join(
+                f"{path} {n:.1f}" for path, n in sorted(mine.items(), key=lambda i: -i[1])
+            )
+            print(f"  API requests per run by the {who}: {total:.1f} ({detail})")
+    if stages:
+        paths = list(stages)
+        print("  API paths, where the time goes (medians, ms):")
+        print(f"    {'stage':<52}" + "".join(f"{p:>10}" for p in paths))
+        for stage in API_STAGES:
+            values = "".join(f"{stages[p].get(stage, float('nan')) * 1000:>10.1f}" for p in paths)
+            print(f"    {stage:<52}{values}")
+        inside = engine_stages(found["api"]["runs"], found["api"]["worker"])
+        if inside:
+            print("  inside the worker, from the run's thread (medians, ms):")
+            names = list(next(iter(inside.values())))
+            for name in names:
+                values = "".join(
+                    f"{inside[p].get(name, float('nan')) * 1000:>10.1f}" for p in paths
+                )
+                print(f"    {name:<72}{values}")
+        count = 2 * RUNS + 2  # with the warm-up runs
+        by_sender: dict[str, Counter[str]] = {}
+        for key, n in found["api"]["worker"].get("requests", {}).items():
+            who, request = key.split(" ", 1)
+            by_sender.setdefault(who, Counter())[request] += n
+        for key, n in found["api"]["api"]["requests"].items():
+            by_sender.setdefault("API (dispatcher, follower)", Counter())[key.split(" ", 1)[1]] += n
+        for who, counts in by_sender.items():
+            per = {request: n / count for request, n in counts.items()}
+            detail = ", ".join(f"{r} {n:.1f}" for r, n in sorted(per.items(), key=lambda i: -i[1]))
+            print(f"  Prefect API requests per API run by the {who}: {sum(per.values()):.1f} "
+                  f"({detail})")  # fmt: skip
+    return {"stats": stats, "ratio": ratio, "stages": stages}

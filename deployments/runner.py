@@ -420,7 +420,7 @@ class WarmRunner:
                     filter=event_filter, reconnect_on_clean_close=True
                 ) as subscriber:
                     self._events_connected.set()
-                    if backoff > 1.0 or lost:  # suspensions the stream missed meanwhile
+                    if lost:  # suspensions the stream missed meanwhile
                         self._spawn(self._check_suspensions(), "suspensions")
                     backoff = 1.0
                     async for event in subscriber:

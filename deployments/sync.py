@@ -42,6 +42,7 @@ import asyncio
 import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -58,6 +59,10 @@ ALTLAS_TAG = "altlas"
 """Marks every deployment this module manages; `reconcile` deletes only deployments with it."""
 
 DEFAULT_ENTRYPOINT = "deployments.entrypoint.workflow_flow"
+
+RECENT_SECONDS = 60
+"""How long before its specs were read a deployment must have been left unchanged for
+`reconcile` to delete it (clocks of the API machines and Prefect's server may differ a little)."""
 """The generic flow, as a module path. Prefect imports a module-path entrypoint directly; a
 `file:function` entrypoint would first make it "download" the deployment's code into the
 working directory (the form `prefect.yaml` uses, with its own pull step)."""
@@ -436,10 +441,15 @@ async def reconcile(
     work_pool: str,
     work_queue: str = DEFAULT_WORK_QUEUE,
     entrypoint: str = DEFAULT_ENTRYPOINT,
+    specs_read_at: datetime | None = None,
 ) -> ReconcileReport:
     """Make the work pool's ALT_LAS deployments exactly `specs`: create or update each (a
     disabled one paused), delete every deployment tagged `altlas` in the pool that is not one
     of them. Idempotent: a second call with the same specs writes nothing.
+
+    A deployment written less than `RECENT_SECONDS` before `specs_read_at` (when the specs were
+    read from their store), or after it, is never deleted: another process may have stored its
+    workflow after this one read the list. The next reconciliation deletes it if it is stale.
 
     One workflow that cannot be synced (a bad schedule, a rejected request) is reported in
     `failed` and does not stop the others. Deployments are listed in one paged query; only
@@ -451,6 +461,7 @@ async def reconcile(
         work_pool: the pool (see `ensure_work_pool`).
         work_queue: the pool's queue for the deployments.
         entrypoint: see `sync_workflow`.
+        specs_read_at: when `specs` were read (timezone-aware); None: delete regardless.
 
     Returns:
         What was created, updated, left unchanged, deleted, or failed (with why).
@@ -481,9 +492,12 @@ async def reconcile(
             getattr(report, outcome).append(spec.key)
 
     await asyncio.gather(*(one(spec) for spec in wanted.values()))
+    recent = specs_read_at - timedelta(seconds=RECENT_SECONDS) if specs_read_at else None
     for key, deployment in existing.items():
         if key in wanted or key in report.failed:
             continue
+        if recent is not None and deployment.updated is not None and deployment.updated >= recent:
+            continue  # perhaps a workflow stored through another process meanwhile
         try:
             await client.delete_deployment(deployment.id)
         except Exception as exc:

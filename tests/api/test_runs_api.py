@@ -379,3 +379,36 @@ def test_parameters_nested_too_deeply_are_refused_not_a_500(
         ok = [ok]
     accepted = client.post(f"/v1/workflows/{workflow_id}/runs", json={"parameters": {"x": ok}})
     assert accepted.status_code == 202, accepted.text
+
+
+def test_a_deployment_replaced_through_another_process_still_gets_its_runs(
+    live_service: LiveService,
+) -> None:
+    """The API keeps each workflow's deployment id; when another process replaced the
+    deployment (a new id), a run's dispatch reads the id again instead of retrying for ever."""
+    import asyncio
+
+    from deployments.sync import WorkflowDeployment, deployment_name, sync_workflow
+
+    tenant, client = live_service.tenant()
+    definition = {
+        "format": 1,
+        "id": unique("wf"),
+        "nodes": [{"id": "a", "piece": "core.transform", "input": {"value": 1}}],
+    }
+    assert client.post("/v1/workflows", json=definition).status_code == 201
+    workflow_id = str(definition["id"])
+
+    async def replace_deployment() -> None:
+        async with get_client() as prefect:
+            old = await prefect.read_deployment_by_name(deployment_name(tenant, workflow_id))
+            await prefect.delete_deployment(old.id)
+            spec = WorkflowDeployment(tenant, workflow_id, 1, definition, True)
+            new = await sync_workflow(prefect, spec, work_pool=live_service.work_pool)
+            assert new != old.id
+
+    asyncio.run(replace_deployment())
+    started = client.post(f"/v1/workflows/{workflow_id}/runs", json={})
+    assert started.status_code == 202, started.text
+    run = wait_for(client, started.json()["id"], {"completed", "failed"}, timeout=60)
+    assert run["state"] == "completed", run

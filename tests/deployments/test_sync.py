@@ -224,3 +224,29 @@ async def test_reconcile_repairs_drift_deletes_orphans_and_then_changes_nothing(
 
     fourth = await reconcile(client, specs, work_pool=pool)
     assert fourth.counts() == second.counts(), fourth
+
+
+async def test_reconcile_leaves_a_deployment_written_since_its_specs_were_read(
+    client: PrefectClient, prefect_server: str
+) -> None:
+    """Another API process may store a workflow (and write its deployment) after this one read
+    the list of workflows: that deployment is not an orphan yet."""
+    from datetime import UTC, datetime, timedelta
+
+    from deployments.sync import ensure_work_pool
+
+    pool = unique("race-pool")
+    await ensure_work_pool(client, pool)
+    tenant = unique("acme")
+    read_at = datetime.now(UTC)
+    newcomer = unique("newcomer")
+    await sync_workflow(client, spec(tenant, newcomer), work_pool=pool)
+
+    report = await reconcile(client, [], work_pool=pool, specs_read_at=read_at)
+    assert report.deleted == [], report
+    assert await client.read_deployment_by_name(deployment_name(tenant, newcomer))
+
+    # Read a while after it was written, it is an orphan and goes.
+    later = datetime.now(UTC) + timedelta(seconds=120)
+    report = await reconcile(client, [], work_pool=pool, specs_read_at=later)
+    assert report.deleted == [deployment_name(tenant, newcomer)], report
