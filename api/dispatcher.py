@@ -170,9 +170,11 @@ class Dispatcher:
             )
             moved = await store.update_run_state(session, run_id=run.id, state=RunState.SCHEDULED)
             now = None if moved else await store.get_run_by_id(session, run_id=run.id)
-        if now is not None and now.state.is_finished:
-            # Cancelled while its flow run was being created: that flow run must not run. (A
-            # run another process dispatched meanwhile is `scheduled` or later: left alone.)
+        if now is not None and now.state is RunState.CANCELLED:
+            # Cancelled while its flow run was being created: that flow run must not run. Any
+            # other state means another process dispatched it meanwhile and it went on (it may
+            # even be `completed` in the store while Prefect still has it Running: cancelling
+            # it then left it Cancelling for ever): left alone.
             with contextlib.suppress(Exception):
                 await service.prefect.cancel(str(flow_run.id))
         return True

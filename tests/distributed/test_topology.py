@@ -322,11 +322,18 @@ async def final_in_prefect(
     """Each flow run's state once all are final. (The store may say `completed` a moment before
     Prefect does: the engine records the run's end, then reports its final state.)"""
 
-    async def final() -> dict[str, State] | None:
-        states = await current_states(client, flow_run_ids)
-        return states if all(state.is_final() for state in states.values()) else None
+    last: dict[str, State] = {}
 
-    return await wait_for(final, within=within, what="the flow runs final in Prefect")
+    async def final() -> dict[str, State] | None:
+        last.update(await current_states(client, flow_run_ids))
+        return last if all(state.is_final() for state in last.values()) else None
+
+    try:
+        return await wait_for(final, within=within, what="the flow runs final in Prefect")
+    except BaseException:
+        stuck = {run: state.name for run, state in last.items() if not state.is_final()}
+        print(f"flow runs not final after {within:g}s: {stuck}")
+        raise
 
 
 def running_states(history: Sequence[State]) -> int:
