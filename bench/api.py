@@ -45,18 +45,19 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bench.processes import answers, start_process, stop_process, wait_until
 
 if TYPE_CHECKING:
     import httpx
@@ -145,51 +146,17 @@ def running_service() -> Iterator[Service]:
     }
     try:
         api = [sys.executable, "-m", "bench.api" if PROFILE else "api.console", "api"]
-        service.processes.append(_start(api, env, home / "api.log"))
-        _wait_until(lambda: _answers(f"{service.url}/healthz"), 120, "the API did not start")
+        service.processes.append(start_process(api, env, home / "api.log"))
+        wait_until(lambda: answers(f"{service.url}/healthz"), 120, "the API did not start")
         worker = [sys.executable, "-m", "bench.api", "worker", str(service.worker_records)]
-        service.processes.append(_start(worker, env, home / "worker.log"))
+        service.processes.append(start_process(worker, env, home / "worker.log"))
         ready = home / "worker-ready"
-        _wait_until(ready.exists, 120, f"the worker did not start (log: {home / 'worker.log'})")
+        wait_until(ready.exists, 120, f"the worker did not start (log: {home / 'worker.log'})")
         yield service
     finally:
         for process in reversed(service.processes):
-            _stop(process)
+            stop_process(process, grace=60)
         _drop_database(database_url)
-
-
-def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def _answers(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(message)
-        time.sleep(0.1)
 
 
 def _drop_database(url: str) -> None:
@@ -482,7 +449,7 @@ async def baseline_runs(api_url: str) -> list[BaselineRun]:
                     )
             return runs
         finally:
-            _stop(worker)
+            stop_process(worker)
 
 
 # --- the worker process, instrumented --------------------------------------------------------

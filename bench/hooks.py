@@ -50,7 +50,6 @@ import importlib.util
 import json
 import os
 import resource
-import signal
 import statistics
 import subprocess
 import sys
@@ -65,6 +64,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from bench.processes import answers, start_process, stop_process, wait_until
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -378,20 +379,20 @@ def running_service(
                 "--no-access-log", *options,
             ]  # fmt: skip
             log = home / f"api-{port}.log"
-            process = _start(command, env, log)
+            process = start_process(command, env, log)
             server = ApiServer(label, f"http://127.0.0.1:{port}", process)
             service.servers.append(server)
             ready = f"{server.url}/readyz"
-            _wait_until(partial(_answers, ready), 180, f"the API did not start (log {log})")
+            wait_until(partial(answers, ready), 180, f"the API did not start (log {log})")
         # Every process has reconciled the deployments at its start (one that starts after a
         # workflow was stored through another process would otherwise delete its deployment).
         started = partial(_count_started, service.records, processes * len(service.servers))
-        _wait_until(started, 180, f"not every API process started (logs in {home})")
+        wait_until(started, 180, f"not every API process started (logs in {home})")
         yield service
     finally:
         stop_worker(service)
         for server in service.servers:
-            _stop(server.process)
+            stop_process(server.process)
         drop_database(database_url)
 
 
@@ -403,48 +404,14 @@ def start_worker(service: Service) -> None:
     """The service's worker, counted (`serve_worker`); returns once it polls its pool."""
     ready = service.records / "worker-ready"
     command = [sys.executable, "-m", "bench.hooks", "worker", str(service.records)]
-    service.worker = _start(command, service.env, service.home / "worker.log")
-    _wait_until(ready.exists, 180, f"the worker did not start (log {service.home / 'worker.log'})")
+    service.worker = start_process(command, service.env, service.home / "worker.log")
+    wait_until(ready.exists, 180, f"the worker did not start (log {service.home / 'worker.log'})")
 
 
 def stop_worker(service: Service) -> None:
     if service.worker is not None:
-        _stop(service.worker)
+        stop_process(service.worker)
         service.worker = None
-
-
-def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def _answers(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(message)
-        time.sleep(0.1)
 
 
 async def provision(service: Service) -> None:
