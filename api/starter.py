@@ -78,13 +78,15 @@ class ServiceStarter:
             self._dispatching = asyncio.ensure_future(self._dispatcher.run_forever())
 
     async def aclose(self) -> None:
+        """Stop the dispatcher, then the store loop (disposing the service's database)."""
+
         async def stop() -> None:
             if self._dispatching is not None:
                 self._dispatching.cancel()
                 await asyncio.gather(self._dispatching, return_exceptions=True)
-            await self._service.close()
 
         await self._loop.call(stop)
+        await self._loop.aclose()
 
 
 def _started(run: Run) -> StartedRun:

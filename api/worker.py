@@ -5,6 +5,7 @@ the store and records its history there. Main entry: `run_service_worker`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -50,4 +51,6 @@ def run_service_worker(
             settings=worker,
         )
     finally:
+        if isinstance(services.starter, ServiceStarter):
+            asyncio.run(services.starter.aclose())
         StoreLoop.of(database).close()
